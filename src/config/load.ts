@@ -1,0 +1,158 @@
+// Reads config.yaml once, applies environment overrides and validates the result with the one
+// schema. Everything that goes wrong becomes a ConfigError whose lines name the key path.
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { parseDocument } from 'yaml'
+import { z } from 'zod'
+import { configSchema, type Config, type VmConfig } from './schema.ts'
+
+/** Exit code for a bad configuration (EX_CONFIG from sysexits.h; systemd shows it as "CONFIG"). */
+export const EXIT_CONFIG = 78
+
+export class ConfigError extends Error {
+  readonly problems: string[]
+  readonly file: string | null
+  constructor (file: string | null, problems: string[]) {
+    super(`${file ?? 'configuration'}: ${problems.length === 1 ? problems[0] : `${problems.length} problems:\n  ${problems.join('\n  ')}`}`)
+    this.name = 'ConfigError'
+    this.file = file
+    this.problems = problems
+  }
+}
+
+/**
+ * Environment variables that override config keys. KVW_ is ours; VMCTL_ is what
+ * exhibition-vm-controller read, so its systemd units keep working.
+ */
+export const ENV_OVERRIDES: Record<string, keyof Config> = {
+  LIBVIRT_URI: 'libvirt_uri',
+  VM_NAME: 'vm_name',
+  SNAPSHOT_NAME: 'snapshot_name',
+  HEARTBEAT_TIMEOUT: 'heartbeat_timeout',
+  AUTO_REVERT_ENABLED: 'auto_revert_enabled',
+  API_HOST: 'api_host',
+  API_PORT: 'api_port',
+  LOG_LEVEL: 'log_level',
+  DATA_DIR: 'data_dir'
+}
+export const ENV_PREFIXES = ['KVW_', 'VMCTL_'] as const
+
+export interface LoadedConfig {
+  config: Config
+  /** Every watched VM, the default one first, with top-level values filled in. */
+  vms: VmConfig[]
+  /** The file that was read, or null when only defaults and the environment were used. */
+  file: string | null
+}
+
+/** Picks the file: --config, then $KVW_CONFIG, then ./config.yaml. */
+export function configPath (argvPath: string | undefined, env: NodeJS.ProcessEnv): string {
+  return resolve(argvPath ?? env['KVW_CONFIG'] ?? 'config.yaml')
+}
+
+export function loadConfig (file: string | null, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  let raw: unknown = {}
+  if (file !== null) {
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      throw new ConfigError(file, [`cannot read the file: ${(err as Error).message}`])
+    }
+    raw = parseYaml(file, text)
+  }
+  return parseConfig(raw, env, file)
+}
+
+function parseYaml (file: string, text: string): unknown {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true })
+  if (doc.errors.length > 0) {
+    throw new ConfigError(file, doc.errors.map((e) => `YAML syntax: ${e.message.split('\n')[0]}`))
+  }
+  const value: unknown = doc.toJS()
+  if (value === null || value === undefined) return {}
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new ConfigError(file, ['the file must be a mapping of keys to values (key: value)'])
+  }
+  return value
+}
+
+export function parseConfig (raw: unknown, env: NodeJS.ProcessEnv, file: string | null = null): LoadedConfig {
+  const input: Record<string, unknown> = { ...(raw as Record<string, unknown>) }
+  const problems: string[] = []
+  applyEnv(input, env, problems)
+  // EVC's startup delay stands in for startup_grace when only it is given.
+  if (input['startup_grace'] === undefined && typeof input['vm_startup_heartbeat_delay'] === 'number') {
+    input['startup_grace'] = input['vm_startup_heartbeat_delay']
+  }
+  // EVC reached libvirt through virsh, which honours LIBVIRT_DEFAULT_URI.
+  if (input['libvirt_uri'] === undefined && env['LIBVIRT_DEFAULT_URI']) {
+    input['libvirt_uri'] = env['LIBVIRT_DEFAULT_URI']
+  }
+  const result = configSchema.safeParse(input)
+  if (!result.success) problems.push(...formatIssues(result.error))
+  if (problems.length > 0 || !result.success) throw new ConfigError(file, problems)
+  const config = result.data
+  const vms = resolveVms(config)
+  const seen = new Set<string>()
+  vms.forEach((vm, i) => {
+    if (seen.has(vm.name)) problems.push(`vms[${i - 1}].name: "${vm.name}" is listed twice (vm_name is the first VM)`)
+    seen.add(vm.name)
+  })
+  if (problems.length > 0) throw new ConfigError(file, problems)
+  return { config, vms, file }
+}
+
+function applyEnv (input: Record<string, unknown>, env: NodeJS.ProcessEnv, problems: string[]): void {
+  for (const prefix of [...ENV_PREFIXES].reverse()) { // KVW_ wins over VMCTL_
+    for (const [suffix, key] of Object.entries(ENV_OVERRIDES)) {
+      const value = env[prefix + suffix]
+      if (value === undefined || value === '') continue
+      const current = configSchema.shape[key]
+      input[key] = coerceEnv(value, current, `${prefix}${suffix}`, problems)
+    }
+  }
+}
+
+function coerceEnv (value: string, schema: z.ZodType, name: string, problems: string[]): unknown {
+  const probe = (v: unknown) => schema.safeParse(v).success
+  if (probe(value)) return value
+  if (/^(true|yes|on|1)$/i.test(value) && probe(true)) return true
+  if (/^(false|no|off|0)$/i.test(value) && probe(false)) return false
+  const n = Number(value)
+  if (value.trim() !== '' && Number.isFinite(n) && probe(n)) return n
+  problems.push(`${name} (environment): "${value}" is not valid for this key`)
+  return undefined
+}
+
+export function formatIssues (error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    const path = issue.path.length > 0 ? issue.path.map((p) => typeof p === 'number' ? `[${p}]` : `.${String(p)}`).join('').replace(/^\./, '') : '(top level)'
+    if (issue.code === 'unrecognized_keys') {
+      return `${path === '(top level)' ? '' : path + '.'}${issue.keys.join(', ')}: unknown key${issue.keys.length > 1 ? 's' : ''} (a typo? see config.yaml for every key)`
+    }
+    return `${path}: ${issue.message}`
+  })
+}
+
+export function resolveVms (config: Config): VmConfig[] {
+  const base: Omit<VmConfig, 'name'> = {
+    snapshot_name: config.snapshot_name,
+    heartbeat_timeout: config.heartbeat_timeout,
+    startup_grace: config.startup_grace,
+    post_revert_grace: config.post_revert_grace,
+    auto_revert_enabled: config.auto_revert_enabled,
+    max_reverts: config.max_reverts,
+    revert_window: config.revert_window,
+    revert_retry_initial: config.revert_retry_initial,
+    revert_retry_max: config.revert_retry_max,
+    keep_revisions: config.keep_revisions,
+    guest_addresses: config.guest_addresses,
+    heartbeat_check_interval: config.heartbeat_check_interval
+  }
+  const extra = config.vms.map((vm) => {
+    const defined = Object.fromEntries(Object.entries(vm).filter(([, v]) => v !== undefined))
+    return { ...base, ...defined, name: vm.name } as VmConfig
+  })
+  return [{ ...base, name: config.vm_name }, ...extra]
+}

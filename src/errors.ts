@@ -1,0 +1,44 @@
+// The one registry of error codes the API answers with. A route throws an AppError with a code
+// from here; the error handler in app.ts turns it into `{ error: { code, message } }` with the
+// registered status. 5xx messages are replaced by the registered text so internals never leak.
+
+export const ERROR_CODES = {
+  BAD_REQUEST: { status: 400, message: 'The request is not valid' },
+  BAD_SNAPSHOT_NAME: { status: 400, message: 'The snapshot name is not valid' },
+  UNAUTHORIZED: { status: 401, message: 'A valid admin token is required' },
+  FORBIDDEN: { status: 403, message: 'This client may not call this endpoint' },
+  NOT_FOUND: { status: 404, message: 'No such route' },
+  UNKNOWN_VM: { status: 404, message: 'No such VM' },
+  SNAPSHOT_NOT_FOUND: { status: 404, message: 'No such snapshot' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed' },
+  CONFLICT: { status: 409, message: 'The action conflicts with the current state' },
+  NO_REVISION: { status: 409, message: 'There is no earlier revision to roll back to' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported content type' },
+  RATE_LIMITED: { status: 429, message: 'Too many requests' },
+  INTERNAL: { status: 500, message: 'Internal error' },
+  LIBVIRT_ERROR: { status: 502, message: 'libvirt refused the operation' },
+  LIBVIRT_UNAVAILABLE: { status: 503, message: 'libvirt is not reachable' },
+  NOT_READY: { status: 503, message: 'The service is not ready' }
+} as const satisfies Record<string, { status: number, message: string }>
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+export class AppError extends Error {
+  readonly code: ErrorCode
+  readonly statusCode: number
+  readonly details: Record<string, unknown> | undefined
+
+  constructor (code: ErrorCode, message?: string, details?: Record<string, unknown>, options?: { cause?: unknown }) {
+    super(message ?? ERROR_CODES[code].message, options)
+    this.name = 'AppError'
+    this.code = code
+    this.statusCode = ERROR_CODES[code].status
+    this.details = details
+  }
+}
+
+/** The body every error response has. */
+export interface ErrorBody {
+  error: { code: string, message: string, details?: Record<string, unknown> }
+}

@@ -1,0 +1,13 @@
+// The public face of src/libvirt: the Hypervisor interface and a way to open one.
+import { LibvirtHypervisor, type HypervisorOptions } from './connection.ts'
+import type { Hypervisor } from './types.ts'
+
+export type * from './types.ts'
+export { LibvirtError } from './errors.ts'
+export { snapshotXml, xmlEscape } from './xml.ts'
+export type { HypervisorOptions, HypervisorLogger } from './connection.ts'
+
+/** A Hypervisor over libvirt.so.0 for `uri`; call connect() before use. */
+export function openHypervisor (uri: string, options?: HypervisorOptions): Hypervisor {
+  return new LibvirtHypervisor(uri, options)
+}
