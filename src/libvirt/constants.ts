@@ -52,6 +52,7 @@ export const ERROR_NAMES: Record<number, string> = {
   8: 'VIR_ERR_INVALID_ARG',
   9: 'VIR_ERR_OPERATION_FAILED',
   27: 'VIR_ERR_XML_ERROR',
+  35: 'VIR_ERR_XML_DETAIL',
   38: 'VIR_ERR_SYSTEM_ERROR',
   39: 'VIR_ERR_RPC',
   42: 'VIR_ERR_NO_DOMAIN',

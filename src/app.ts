@@ -1,0 +1,53 @@
+// Builds the Fastify app from a loaded config and its dependencies. It never listens and never
+// reads files or the environment: server.ts does that, tests call buildApp and use app.inject.
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
+import type { LoadedConfig } from './config/load.ts'
+import type { Hypervisor } from './libvirt/index.ts'
+import errorsPlugin from './plugins/errors.ts'
+import hypervisorPlugin from './plugins/hypervisor.ts'
+import statusRoutes from './routes/status.ts'
+
+export interface Clock {
+  now (): number
+}
+
+export interface BuildAppOptions {
+  config: LoadedConfig
+  hypervisor: Hypervisor
+  /** A pino logger (server.ts makes one); tests usually pass none. */
+  logger?: FastifyBaseLogger
+  clock?: Clock
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: LoadedConfig
+    clock: Clock
+    startedAt: number
+  }
+}
+
+export async function buildApp (options: BuildAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    // Heartbeats arrive every second: one is not worth a log line. Refusals and failures are
+    // logged by the error handler; state changes by the watchdog.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 64 * 1024,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    return503OnClosing: true
+  }).withTypeProvider<ZodTypeProvider>()
+  app.setValidatorCompiler(validatorCompiler)
+  app.setSerializerCompiler(serializerCompiler)
+
+  const clock = options.clock ?? { now: Date.now }
+  app.decorate('config', options.config)
+  app.decorate('clock', clock)
+  app.decorate('startedAt', clock.now())
+
+  await app.register(errorsPlugin)
+  await app.register(hypervisorPlugin, { hypervisor: options.hypervisor })
+  await app.register(statusRoutes, { prefix: '/api/v1' })
+  return app
+}
