@@ -206,18 +206,20 @@ export class LibvirtHypervisor implements Hypervisor {
   #drop (conn: Pointer, reason: string): void {
     if (this.#conn !== conn || conn === null) return
     this.#conn = null
-    const lib = this.#lib
     const lifecycleId = this.#lifecycleId
     this.#lifecycleId = -1
     this.#log.warn({ uri: this.uri, reason }, 'libvirt connection lost')
     this.#events.emit('connection', { type: 'disconnected', uri: this.uri, reason } satisfies ConnectionEvent)
-    // Free the dead connection on a worker: its locks may be held by libvirt's event thread.
-    void (async () => {
-      if (lifecycleId >= 0) await callAsync(lib.virConnectDomainEventDeregisterAny, conn, lifecycleId)
-      await callAsync(lib.virConnectUnregisterCloseCallback, conn, this.#closeCb)
-      await callAsync(lib.virConnectClose, conn)
-    })().catch(() => {})
+    this.#release(conn, lifecycleId).catch(() => {})
     this.#scheduleReconnect(reason)
+  }
+
+  /** Deregisters our callbacks and closes `conn`, all on workers: its locks may be held by libvirt's event thread. */
+  async #release (conn: Pointer, lifecycleId: number): Promise<void> {
+    const lib = this.#lib
+    if (lifecycleId >= 0) await callAsync(lib.virConnectDomainEventDeregisterAny, conn, lifecycleId)
+    await callAsync(lib.virConnectUnregisterCloseCallback, conn, this.#closeCb)
+    await callAsync(lib.virConnectClose, conn)
   }
 
   #scheduleReconnect (reason: string): void {
@@ -238,19 +240,14 @@ export class LibvirtHypervisor implements Hypervisor {
     this.#reconnectTimer = null
     await this.#connecting?.catch(() => {})
     await this.#queue.catch(() => {})
-    const lib = this.#lib
     const conn = this.#conn
     this.#conn = null
-    if (conn !== null) {
-      if (this.#lifecycleId >= 0) await callAsync(lib.virConnectDomainEventDeregisterAny, conn, this.#lifecycleId)
-      await callAsync(lib.virConnectUnregisterCloseCallback, conn, this.#closeCb)
-      await callAsync(lib.virConnectClose, conn)
-    }
+    if (conn !== null) await this.#release(conn, this.#lifecycleId)
     this.#lifecycleId = -1
     if (this.#lifecycleCb !== null) koffi.unregister(this.#lifecycleCb as bigint)
     if (this.#closeCb !== null) koffi.unregister(this.#closeCb as bigint)
     this.#lifecycleCb = this.#closeCb = null
-    if (this.#retained) eventLoop.release(lib)
+    if (this.#retained) eventLoop.release(this.#lib)
     this.#retained = false
     this.#events.removeAllListeners()
   }

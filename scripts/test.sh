@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine (as root): packages, npm ci, lint, typecheck,
+# tests (unit, API, real-libvirtd/QEMU end-to-end, browser). .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh test
+npm ci --no-audit --no-fund
+npm run lint
+npm run typecheck
+npm run build
+npm test
