@@ -7,7 +7,7 @@
 set -euo pipefail
 profile=${1:-runtime}
 runtime=(libvirt0 libvirt-clients)
-test=(libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static tini qemu-guest-agent
+test=(libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static tini cpio kmod
       prometheus chromium systemd python3 socat)
 case "$profile" in
   runtime) wanted=("${runtime[@]}") ;;

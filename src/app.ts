@@ -6,7 +6,14 @@ import type { LoadedConfig } from './config/load.ts'
 import type { Hypervisor } from './libvirt/index.ts'
 import errorsPlugin from './plugins/errors.ts'
 import hypervisorPlugin from './plugins/hypervisor.ts'
-import statusRoutes from './routes/status.ts'
+import alertsPlugin from './plugins/alerts.ts'
+import dashboardPlugin from './plugins/dashboard.ts'
+import docsPlugin from './plugins/docs.ts'
+import metricsPlugin from './plugins/metrics.ts'
+import securityPlugin from './plugins/security.ts'
+import apiRoutes from './routes/index.ts'
+import vmsPlugin from './plugins/vms.ts'
+import streamRoutes from './routes/stream.ts'
 
 export interface Clock {
   now (): number
@@ -48,6 +55,17 @@ export async function buildApp (options: BuildAppOptions): Promise<FastifyInstan
 
   await app.register(errorsPlugin)
   await app.register(hypervisorPlugin, { hypervisor: options.hypervisor })
-  await app.register(statusRoutes, { prefix: '/api/v1' })
+  // Before any route: it adds the access check and rate limit to each route as it is registered.
+  await app.register(securityPlugin)
+  // Also before the routes: it collects them into the OpenAPI document (/docs).
+  await app.register(docsPlugin)
+  // One watchdog per VM (with snapshots, persisted state and the audit trail).
+  await app.register(vmsPlugin)
+  // Observers of the watchdogs (they subscribe when the app is ready).
+  await app.register(metricsPlugin)
+  await app.register(alertsPlugin)
+  await app.register(streamRoutes)
+  await app.register(dashboardPlugin)
+  await app.register(apiRoutes, { prefix: '/api/v1' })
   return app
 }

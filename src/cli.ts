@@ -1,17 +1,18 @@
 #!/usr/bin/env node
-// kiosk-vm-watchdog [serve|check-config] [--config FILE]
+// kiosk-vm-watchdog [serve|check-config|doctor] [--config FILE] [--json]
 import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { checkLibvirt, formatResults } from './check.ts'
-import { ConfigError, configPath, EXIT_CONFIG, loadConfig } from './config/load.ts'
-import { openHypervisor } from './libvirt/index.ts'
+import { configPath } from './config/load.ts'
+import { doctorCli } from './doctor/cli.ts'
 import { serve } from './server.ts'
 
-const USAGE = `usage: kiosk-vm-watchdog [command] [--config FILE]
+const USAGE = `usage: kiosk-vm-watchdog [command] [--config FILE] [--json]
 
 commands:
   serve          run the watchdog and its HTTP API (default)
   check-config   validate the config file and the libvirt side (domain, snapshot), then exit
+  doctor         check the host, libvirt, each VM and the service; one line per check
+                 (--json: as JSON); exit code 1 when a check fails
 
 The config file is --config FILE, else $KVW_CONFIG, else ./config.yaml (defaults apply when
 that file does not exist).`
@@ -20,7 +21,7 @@ async function main (argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, check: { type: 'boolean' } }
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, check: { type: 'boolean' }, json: { type: 'boolean' } }
   })
   const command = values.check ? 'check-config' : (positionals[0] ?? 'serve')
   if (values.help) {
@@ -33,7 +34,9 @@ async function main (argv: string[]): Promise<number> {
       await serve(file)
       return -1 // keeps running
     case 'check-config':
-      return await checkConfig(file)
+      return await doctorCli({ file, checkConfigOnly: true, json: values.json ?? false })
+    case 'doctor':
+      return await doctorCli({ file, json: values.json ?? false })
     default:
       process.stderr.write(`unknown command "${command}"\n${USAGE}\n`)
       return 64
@@ -45,28 +48,6 @@ function resolveConfigFile (flag: string | undefined): string | null {
   const path = configPath(flag, process.env)
   const explicit = flag !== undefined || process.env['KVW_CONFIG'] !== undefined
   return explicit || existsSync(path) ? path : null
-}
-
-async function checkConfig (file: string | null): Promise<number> {
-  let loaded
-  try {
-    loaded = loadConfig(file)
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stdout.write(`fail config: ${err.message}\n`)
-      return EXIT_CONFIG
-    }
-    throw err
-  }
-  process.stdout.write(`ok   config ${loaded.file ?? '(defaults)'} is valid (${loaded.vms.length} VM${loaded.vms.length > 1 ? 's' : ''})\n`)
-  const hypervisor = openHypervisor(loaded.config.libvirt_uri, { reconnect: false })
-  try {
-    const results = await checkLibvirt(loaded, hypervisor)
-    process.stdout.write(formatResults(results) + '\n')
-    return results.some((r) => r.level === 'fail') ? 1 : 0
-  } finally {
-    await hypervisor.close()
-  }
 }
 
 main(process.argv.slice(2)).then((code) => {

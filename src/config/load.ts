@@ -1,10 +1,10 @@
 // Reads config.yaml once, applies environment overrides and validates the result with the one
 // schema. Everything that goes wrong becomes a ConfigError whose lines name the key path.
 import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
 import { z } from 'zod'
-import { configSchema, type Config, type VmConfig } from './schema.ts'
+import { configSchema, securitySchema, type Config, type VmConfig } from './schema.ts'
 
 /** Exit code for a bad configuration (EX_CONFIG from sysexits.h; systemd shows it as "CONFIG"). */
 export const EXIT_CONFIG = 78
@@ -61,7 +61,27 @@ export function loadConfig (file: string | null, env: NodeJS.ProcessEnv = proces
     }
     raw = parseYaml(file, text)
   }
-  return parseConfig(raw, env, file)
+  return readAdminTokenFile(parseConfig(raw, env, file))
+}
+
+/**
+ * Reads `security.admin_token_file` into `security.admin_token` (relative paths are relative to
+ * the config file), so the app gets the token without reading files itself. The token never
+ * appears in an error message.
+ */
+export function readAdminTokenFile (loaded: LoadedConfig): LoadedConfig {
+  const tokenFile = loaded.config.security.admin_token_file
+  if (tokenFile === undefined) return loaded
+  const path = resolve(loaded.file === null ? '.' : dirname(loaded.file), tokenFile)
+  let token: string
+  try {
+    token = readFileSync(path, 'utf8').trim()
+  } catch (err) {
+    throw new ConfigError(loaded.file, [`security.admin_token_file: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
+  }
+  const problems = securitySchema.shape.admin_token.safeParse(token).error?.issues.map((i) => `security.admin_token_file: the token in ${path}: ${i.message}`) ?? []
+  if (problems.length > 0) throw new ConfigError(loaded.file, problems)
+  return { ...loaded, config: { ...loaded.config, security: { ...loaded.config.security, admin_token: token } } }
 }
 
 function parseYaml (file: string, text: string): unknown {
@@ -148,6 +168,8 @@ export function resolveVms (config: Config): VmConfig[] {
     revert_retry_max: config.revert_retry_max,
     keep_revisions: config.keep_revisions,
     guest_addresses: config.guest_addresses,
+    schedule: config.schedule,
+    screen: config.screen,
     heartbeat_check_interval: config.heartbeat_check_interval
   }
   const extra = config.vms.map((vm) => {

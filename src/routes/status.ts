@@ -1,8 +1,119 @@
-// GET /api/v1/status: what a technician checks first.
+// Read-only views: /status (what a technician checks first), /heartbeat/status (EVC's fields and
+// the ones its docs promised), and /vms (every watched VM at a glance).
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
+import type { WatchdogView } from '../heartbeat/watchdog.ts'
+import type { VmContext } from '../plugins/vms.ts'
 import { VERSION } from '../version.ts'
 import { errorResponses } from './schemas.ts'
+import { resolveVm } from './vm-context.ts'
+
+const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString())
+const vmQuery = z.object({ vm: z.string().max(64).optional() })
+
+export const heartbeatStatusSchema = z.object({
+  vm_name: z.string(),
+  enabled: z.boolean().describe('Automatic reverts on (false in maintenance).'),
+  timeout: z.number(),
+  last_heartbeat: z.number().nullable().describe('Epoch seconds of the last heartbeat (null: none since the service started).'),
+  last_heartbeat_at: z.string().nullable(),
+  time_since_heartbeat: z.number().nullable(),
+  seconds_since_last: z.number().nullable(),
+  is_timed_out: z.boolean(),
+  has_received_heartbeat: z.boolean(),
+  is_healthy: z.boolean(),
+  state: z.string(),
+  last_seq: z.number().nullable(),
+  last_status: z.string().nullable(),
+  last_source: z.string().nullable(),
+  heartbeats_total: z.number()
+})
+
+export function heartbeatStatus (view: WatchdogView): z.infer<typeof heartbeatStatusSchema> {
+  const since = view.secondsSinceLast === null ? null : Math.round(view.secondsSinceLast * 1000) / 1000
+  const timedOut = since !== null && since >= view.timeout
+  return {
+    vm_name: view.vm,
+    enabled: view.autoRevertEnabled,
+    timeout: view.timeout,
+    last_heartbeat: view.lastHeartbeat === null ? null : view.lastHeartbeat / 1000,
+    last_heartbeat_at: iso(view.lastHeartbeat),
+    time_since_heartbeat: since,
+    seconds_since_last: since,
+    is_timed_out: timedOut,
+    has_received_heartbeat: view.lastHeartbeat !== null,
+    is_healthy: since !== null && !timedOut && (view.state === 'healthy' || view.state === 'late' || view.state === 'maintenance'),
+    state: view.state,
+    last_seq: view.lastSeq,
+    last_status: view.lastStatus,
+    last_source: view.lastSource,
+    heartbeats_total: view.heartbeatsTotal
+  }
+}
+
+const watchdogSchema = z.object({
+  state: z.string().describe('starting | healthy | late | reverting | grace | maintenance | exhausted'),
+  phase: z.string(),
+  maintenance: z.object({ reason: z.string(), until: z.string().nullable(), since: z.string(), note: z.string().nullable() }).nullable(),
+  exhausted: z.object({ at: z.string(), reason: z.string() }).nullable(),
+  escalated: z.boolean(),
+  recent_reverts: z.number(),
+  max_reverts: z.number(),
+  revert_in_flight: z.boolean(),
+  retry_at: z.string().nullable(),
+  next_deadline: z.string().nullable(),
+  action: z.string().nullable(),
+  last_revert: z.object({
+    at: z.string(),
+    reason: z.string(),
+    source: z.string(),
+    escalated: z.boolean(),
+    attempts: z.number(),
+    duration_ms: z.number().nullable(),
+    recovery_ms: z.number().nullable(),
+    outcome: z.string(),
+    error: z.string().nullable()
+  }).nullable(),
+  counters: z.object({
+    reverts: z.number(),
+    by_reason: z.record(z.string(), z.number()),
+    by_source: z.record(z.string(), z.number()),
+    outcomes: z.record(z.string(), z.number()),
+    requests: z.record(z.string(), z.number()),
+    escalations: z.number(),
+    exhaustions: z.number()
+  })
+})
+
+function watchdogStatus (view: WatchdogView): z.infer<typeof watchdogSchema> {
+  const r = view.lastRevert
+  return {
+    state: view.state,
+    phase: view.phase,
+    maintenance: view.maintenance && { reason: view.maintenance.reason, until: iso(view.maintenance.until), since: iso(view.maintenance.since)!, note: view.maintenance.note },
+    exhausted: view.exhausted && { at: iso(view.exhausted.at)!, reason: view.exhausted.reason },
+    escalated: view.escalated,
+    recent_reverts: view.recentReverts,
+    max_reverts: view.maxReverts,
+    revert_in_flight: view.revertInFlight,
+    retry_at: iso(view.retryAt),
+    next_deadline: iso(view.nextDeadline),
+    action: view.action,
+    last_revert: r && {
+      at: iso(r.at)!, reason: r.reason, source: r.source, escalated: r.escalate, attempts: r.attempts,
+      duration_ms: r.durationMs, recovery_ms: r.recoveryMs, outcome: r.outcome, error: r.error
+    },
+    counters: {
+      reverts: view.counters.reverts,
+      by_reason: view.counters.byReason,
+      by_source: view.counters.bySource,
+      outcomes: view.counters.outcomes,
+      requests: view.counters.requests,
+      escalations: view.counters.escalations,
+      exhaustions: view.counters.exhaustions
+    }
+  }
+}
 
 const statusSchema = z.object({
   service: z.literal('kiosk-vm-watchdog'),
@@ -15,49 +126,80 @@ const statusSchema = z.object({
   vm_is_running: z.boolean(),
   snapshot_name: z.string(),
   snapshot_exists: z.boolean().nullable().describe('null while libvirt is unreachable'),
+  snapshot_target: z.string().nullable().describe('The snapshot a revert uses now (the newest version of snapshot_name).'),
   snapshot_has_memory: z.boolean().nullable(),
-  auto_revert_enabled: z.boolean()
+  snapshot_problems: z.array(z.string()),
+  auto_revert_enabled: z.boolean(),
+  watchdog: watchdogSchema,
+  heartbeat: heartbeatStatusSchema
 })
 
+const vmsSchema = z.object({
+  default_vm: z.string(),
+  vms: z.array(z.object({ name: z.string(), state: z.string(), seconds_since_last: z.number().nullable(), auto_revert_enabled: z.boolean(), vm_running: z.boolean().nullable() }))
+})
+
+async function vmStatus (app: Parameters<FastifyPluginAsyncZod>[0], vm: VmContext): Promise<z.infer<typeof statusSchema>> {
+  const h = app.hypervisor
+  const view = vm.watchdog.view()
+  let vmState = 'unknown'
+  let reason: string | null = null
+  let snapshot: { exists: boolean, target: string | null, hasMemory: boolean | null, problems: string[] } | null = null
+  if (h.connected) {
+    try {
+      const check = await vm.snapshots.check(vm.name, vm.config.snapshot_name)
+      vmState = check.domainState ?? 'unknown'
+      snapshot = { exists: check.exists, target: check.target, hasMemory: check.exists ? check.hasMemory : null, problems: check.problems }
+      if (check.domainExists) reason = (await h.domainState(vm.name)).reasonName
+    } catch (err) {
+      app.log.warn({ err, vm: vm.name }, 'status: cannot read the VM from libvirt')
+    }
+  }
+  return {
+    service: 'kiosk-vm-watchdog' as const,
+    version: VERSION,
+    uptime_seconds: Math.round((app.clock.now() - app.startedAt) / 1000),
+    libvirt: { uri: h.uri, connected: h.connected },
+    vm_name: vm.name,
+    vm_state: vmState,
+    vm_state_reason: reason,
+    vm_is_running: vmState === 'running',
+    snapshot_name: vm.config.snapshot_name,
+    snapshot_exists: snapshot?.exists ?? null,
+    snapshot_target: snapshot?.target ?? null,
+    snapshot_has_memory: snapshot?.hasMemory ?? null,
+    snapshot_problems: snapshot?.problems ?? (h.connected ? [] : ['libvirt is not reachable']),
+    auto_revert_enabled: view.autoRevertEnabled,
+    watchdog: watchdogStatus(view),
+    heartbeat: heartbeatStatus(view)
+  }
+}
+
+/** Routes registered once per VM prefix (/api/v1 and /api/v1/vms/:vm). */
 const statusRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/status', {
-    schema: {
-      summary: 'Service, VM and snapshot status',
-      response: { 200: statusSchema, ...errorResponses(500) }
-    }
-  }, async () => {
-    const vm = app.config.vms[0]!
-    const h = app.hypervisor
-    let vmState: string = 'unknown'
-    let reason: string | null = null
-    let snapshot: { exists: boolean, hasMemory: boolean } | null = null
-    if (h.connected) {
-      try {
-        const s = await h.domainState(vm.name)
-        vmState = s.state
-        reason = s.reasonName
-        const snaps = await h.listSnapshots(vm.name)
-        const found = snaps.find((x) => x.name === vm.snapshot_name)
-        snapshot = { exists: found !== undefined, hasMemory: found?.hasMemory ?? false }
-      } catch (err) {
-        app.log.warn({ err, vm: vm.name }, 'status: cannot read the VM from libvirt')
-      }
-    }
-    return {
-      service: 'kiosk-vm-watchdog' as const,
-      version: VERSION,
-      uptime_seconds: Math.round((app.clock.now() - app.startedAt) / 1000),
-      libvirt: { uri: h.uri, connected: h.connected },
-      vm_name: vm.name,
-      vm_state: vmState,
-      vm_state_reason: reason,
-      vm_is_running: vmState === 'running',
-      snapshot_name: vm.snapshot_name,
-      snapshot_exists: snapshot?.exists ?? null,
-      snapshot_has_memory: snapshot?.hasMemory ?? null,
-      auto_revert_enabled: vm.auto_revert_enabled
-    }
-  })
+    config: { access: 'read' },
+    schema: { summary: 'Service, VM, snapshot and watchdog status', querystring: vmQuery, response: { 200: statusSchema, ...errorResponses(400, 401, 403, 404, 429) } }
+  }, async (request) => vmStatus(app, resolveVm(app, request, request.query.vm)))
+
+  app.get('/heartbeat/status', {
+    config: { access: 'read' },
+    schema: { summary: 'Heartbeat status (exhibition-vm-controller\'s fields, plus is_healthy and seconds_since_last)', querystring: vmQuery, response: { 200: heartbeatStatusSchema, ...errorResponses(400, 401, 403, 404, 429) } }
+  }, async (request) => heartbeatStatus(resolveVm(app, request, request.query.vm).watchdog.view()))
+}
+
+/** GET /api/v1/vms: registered once. */
+export const vmListRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get('/vms', {
+    config: { access: 'read' },
+    schema: { summary: 'Every watched VM and its watchdog state', response: { 200: vmsSchema, ...errorResponses(401, 403, 429) } }
+  }, async () => ({
+    default_vm: app.defaultVm,
+    vms: [...app.vms.values()].map((vm) => {
+      const view = vm.watchdog.view()
+      return { name: vm.name, state: view.state, seconds_since_last: view.secondsSinceLast, auto_revert_enabled: view.autoRevertEnabled, vm_running: view.vmRunning }
+    })
+  }))
 }
 
 export default statusRoutes

@@ -14,6 +14,7 @@
 # and setup-host.sh's packages (busybox-static, cpio, kmod).
 # KVW_E2E_KERNEL_PKG overrides the kernel package (default: what linux-image-cloud-amd64 depends on).
 set -uo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 HEARTBEAT=$REPO_ROOT/guest-scripts/linux/heartbeat.sh

@@ -13,6 +13,7 @@
 # (*.ours.pid) and checked against /proc/PID/comm before a signal is sent. libvirtd runs under
 # `tini -s` so that QEMU processes it leaves behind are reaped at once (PID 1 here is slow at it).
 set -uo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 LEASES=$RUN_DIR/leases

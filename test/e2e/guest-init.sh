@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # /init of the e2e test guest (built into the initramfs by build-guest.sh; busybox only).
 # Kernel command line:
 #   kvw_url=http://10.0.2.2:PORT   base URL of the service (heartbeats, revert requests)
@@ -27,7 +28,7 @@ for m in $(cat /etc/modules.order); do
   insmod "/lib/modules/$m.ko" || say "insmod $m failed"
 done
 
-KVW_URL= KVW_CTL= KVW_VM= KVW_INTERVAL=1
+KVW_URL='' KVW_CTL='' KVW_VM='' KVW_INTERVAL=1
 for word in $(cat /proc/cmdline); do
   case $word in
     kvw_url=*) KVW_URL=${word#kvw_url=} ;;
@@ -60,7 +61,7 @@ fi
   tick=0
   while :; do
     tick=$((tick + 1))
-    printf '\033[H\033[2J\n  kiosk-vm-watchdog e2e guest %s\n\n  screen tick %d\n' "$KVW_VM" "$tick" >/dev/tty1
+    printf '\033[?25l\033[H\033[2J\n  kiosk-vm-watchdog e2e guest %s\n\n  screen tick %d\n' "$KVW_VM" "$tick" >/dev/tty1
     sleep 1
   done
 ) &

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # variables are for the scripts that source this
 # Shared by the e2e shell scripts (sourced, not run). POSIX-ish bash helpers.
 # KVW_E2E_CACHE overrides where builds, pid files and logs live (default: test/e2e/.cache).
 
@@ -6,6 +7,8 @@ REPO_ROOT=$(cd "$E2E_DIR/../.." && pwd)
 CACHE_DIR=${KVW_E2E_CACHE:-$E2E_DIR/.cache}
 RUN_DIR=$CACHE_DIR/run
 VIRSH_URI=qemu:///system
+# Beside the file, not in the cache: deleting .cache must not lose the original.
+QEMU_CONF_BACKUP=/etc/libvirt/qemu.conf.kvw-e2e-orig
 
 mkdir -p "$CACHE_DIR" "$RUN_DIR"
 

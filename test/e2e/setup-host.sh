@@ -6,7 +6,7 @@
 #      qemu-utils busybox-static tini cpio kmod (no recommends; services are not started by the
 #      package scripts).
 #   2. /etc/libvirt/qemu.conf: user = "root", group = "root" (the original is saved once to
-#      .cache/run/qemu.conf.orig; `teardown-host.sh --restore-config` puts it back).
+#      /etc/libvirt/qemu.conf.kvw-e2e-orig; `teardown-host.sh --restore-config` puts it back).
 #   3. Removes the autostart link of libvirt's `default` NAT network (never started here).
 #   4. Starts virtlogd and libvirtd (under tini) unless qemu:///system already answers, recording
 #      their PIDs so that only those are ever stopped (daemons.sh).
@@ -15,6 +15,7 @@
 # CI=true or KVW_E2E_ALLOW_HOST_CHANGES=1. Otherwise the script prints what it would change and
 # exits 2.
 set -uo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 command -v apt-get >/dev/null || die 'apt-get not found: the e2e setup supports Debian 12 only'
@@ -55,7 +56,7 @@ install_packages () {
 }
 
 set_qemu_conf_root () {
-  [ -e "$RUN_DIR/qemu.conf.orig" ] || cp -p "$QEMU_CONF" "$RUN_DIR/qemu.conf.orig"
+  [ -e "$QEMU_CONF_BACKUP" ] || cp -p "$QEMU_CONF" "$QEMU_CONF_BACKUP"
   sed -i -E '/^[[:space:]]*(user|group)[[:space:]]*=/d' "$QEMU_CONF"
   printf '\n# kiosk-vm-watchdog e2e (test/e2e/setup-host.sh): QEMU as root, see test/e2e/README.md\nuser = "root"\ngroup = "root"\n' >>"$QEMU_CONF"
 }
@@ -84,7 +85,7 @@ if [ ${#missing[@]} -gt 0 ] || [ $needs_conf = 1 ] || [ $needs_net = 1 ]; then
   fi
   if ! qemu_conf_is_root; then
     set_qemu_conf_root
-    log "set user/group = \"root\" in $QEMU_CONF (original saved as $RUN_DIR/qemu.conf.orig)"
+    log "set user/group = \"root\" in $QEMU_CONF (original saved as $QEMU_CONF_BACKUP)"
     if pgrep -x libvirtd >/dev/null && ! pid_is "$(cat "$RUN_DIR/libvirtd.ours.pid" 2>/dev/null)" libvirtd; then
       log 'WARNING: a libvirtd we did not start is running; it only reads qemu.conf when it starts'
     elif pid_is "$(cat "$RUN_DIR/libvirtd.ours.pid" 2>/dev/null)" libvirtd; then

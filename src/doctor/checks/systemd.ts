@@ -1,0 +1,68 @@
+// systemd and systemd_viewer: the service unit installed, enabled and active; the viewer unit too
+// when it is installed. Read-only: `systemctl is-enabled` / `is-active`.
+import { readFile } from 'node:fs/promises'
+import type { Check, DoctorContext } from '../types.ts'
+import type { Finding } from './common.ts'
+
+export const SERVICE_UNIT = 'kiosk-vm-watchdog.service'
+export const VIEWER_UNIT = 'kiosk-viewer.service'
+
+async function systemdIsPid1 (ctx: DoctorContext): Promise<boolean> {
+  try {
+    return (await readFile(ctx.host.paths.pid1Comm, 'utf8')).trim() === 'systemd'
+  } catch {
+    return false
+  }
+}
+
+interface UnitState { enabled: string, active: string, problem?: string }
+
+async function unitState (ctx: DoctorContext, unit: string): Promise<UnitState> {
+  // Both print one word on stdout whatever their exit code (which only says "not enabled/active").
+  const [enabled, active] = await Promise.all([
+    ctx.host.run('systemctl', ['is-enabled', unit], 3000),
+    ctx.host.run('systemctl', ['is-active', unit], 3000)
+  ])
+  const failed = [enabled, active].find((r) => r.error !== undefined)
+  const word = (out: string, err: string) => out.trim().split('\n')[0] || (/not found|No such file/i.test(err) ? 'not-found' : 'unknown')
+  return {
+    enabled: word(enabled.stdout, enabled.stderr),
+    active: word(active.stdout, active.stderr),
+    ...(failed ? { problem: `systemctl: ${failed.error}` } : {})
+  }
+}
+
+const ENABLED = new Set(['enabled', 'enabled-runtime', 'static', 'alias', 'indirect', 'generated'])
+
+async function checkUnit (ctx: DoctorContext, unit: string, optional: boolean): Promise<Finding> {
+  if (!await systemdIsPid1(ctx)) {
+    return { level: 'warn', message: `systemd is not running here (PID 1 is not systemd): cannot check ${unit}` }
+  }
+  const s = await unitState(ctx, unit)
+  if (s.problem) return { level: 'warn', message: `cannot ask systemd about ${unit}: ${s.problem}` }
+  if (s.enabled === 'not-found') {
+    if (optional) return { level: 'ok', message: `${unit} is not installed (fine on a host without a screen)` }
+    return { level: 'warn', message: `${unit} is not installed: nothing starts the watchdog at boot`, fix: 'sudo ./scripts/install.sh (docs/install.md)' }
+  }
+  const enabled = ENABLED.has(s.enabled)
+  const active = s.active === 'active'
+  const state = `${s.enabled}, ${s.active}`
+  if (enabled && active) return { level: 'ok', message: `${unit} is ${state}` }
+  const fix = `sudo systemctl enable --now ${unit}${active ? '' : `; if it keeps failing: journalctl -u ${unit.replace(/\.service$/, '')} -o cat | tail`}`
+  if (!active) return { level: optional ? 'warn' : 'fail', message: `${unit} is ${state}: not running`, fix }
+  return { level: 'warn', message: `${unit} is ${state}: it will not start at boot`, fix }
+}
+
+export const systemdCheck: Check = {
+  id: 'systemd',
+  async run (ctx) {
+    return checkUnit(ctx, SERVICE_UNIT, false)
+  }
+}
+
+export const viewerCheck: Check = {
+  id: 'systemd_viewer',
+  async run (ctx) {
+    return checkUnit(ctx, VIEWER_UNIT, true)
+  }
+}

@@ -1,0 +1,102 @@
+// One watchdog per VM, with its snapshot service, persisted state and audit trail; the routes
+// reach them through `app.vms` (by name), `app.defaultVm` and `app.vmsByAddress`.
+import fp from 'fastify-plugin'
+import { dirname } from 'node:path'
+import type { VmConfig } from '../config/schema.ts'
+import { parsePersistedState } from '../heartbeat/persisted.ts'
+import { Watchdog } from '../heartbeat/watchdog.ts'
+import { Scheduler } from '../schedule/index.ts'
+import { loadErrorImages, ScreenSampler } from '../screen/index.ts'
+import { SnapshotService } from '../snapshot/index.ts'
+import { AuditLog, StateFile, vmStatePath, type AuditEventInput } from '../store/index.ts'
+
+export interface VmContext {
+  name: string
+  config: VmConfig
+  watchdog: Watchdog
+  snapshots: SnapshotService
+  /** Opening hours (null: no schedule, always open). */
+  scheduler: Scheduler | null
+  /** Frozen-screen detection (samples only when screen.enabled) and the screen thumbnail. */
+  screen: ScreenSampler
+  /** Appends an audit entry for this VM. */
+  audit (entry: AuditEventInput): Promise<void>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    vms: Map<string, VmContext>
+    /** Watchdogs by VM name (for observers: metrics, SSE, doctor). */
+    watchdogs: Map<string, Watchdog>
+    defaultVm: string
+    vmsByAddress: Map<string, VmContext>
+    audit: AuditLog
+  }
+}
+
+export default fp(async function vmsPlugin (app) {
+  const { config, vms: vmConfigs } = app.config
+  const hypervisor = app.hypervisor
+  const audit = new AuditLog({ dir: config.data_dir, log: app.log })
+  const vms = new Map<string, VmContext>()
+  const byAddress = new Map<string, VmContext>()
+
+  // libvirt's test driver starts empty: give its VM the snapshot the quick start needs.
+  const createMissing = config.create_snapshot_if_missing || config.libvirt_uri.startsWith('test:')
+  for (const vmConfig of vmConfigs) {
+    const log = app.log.child({ vm: vmConfig.name })
+    const snapshots = new SnapshotService({ hypervisor, log, keepRevisions: vmConfig.keep_revisions })
+    if (createMissing && hypervisor.connected) {
+      try {
+        const { created, target } = await snapshots.ensure(vmConfig.name, vmConfig.snapshot_name, { description: 'created at start by kiosk-vm-watchdog (create_snapshot_if_missing)' })
+        if (created) log.info({ snapshot: target }, 'snapshot was missing: created it from the VM as it is')
+      } catch (err) {
+        log.error({ err }, 'cannot create the missing snapshot')
+      }
+    }
+    const appendAudit = (entry: AuditEventInput) => audit.append({ vm: vmConfig.name, ...entry })
+    const watchdog = new Watchdog({
+      vm: vmConfig,
+      hypervisor,
+      log,
+      clock: app.clock,
+      persistence: new StateFile(vmStatePath(config.data_dir, vmConfig.name), { log, parse: parsePersistedState }),
+      audit: { append: appendAudit },
+      resolveSnapshot: () => snapshots.resolveRevertTarget(vmConfig.name, vmConfig.snapshot_name)
+    })
+    const scheduler = vmConfig.schedule === null
+      ? null
+      : new Scheduler({ vm: vmConfig.name, schedule: vmConfig.schedule, timezone: config.timezone, target: watchdog, clock: app.clock, log })
+    const screen = new ScreenSampler({
+      vm: vmConfig.name,
+      config: vmConfig.screen,
+      source: hypervisor,
+      target: watchdog,
+      clock: app.clock,
+      log,
+      errorImages: loadErrorImages(vmConfig.screen.error_images, app.config.file === null ? '.' : dirname(app.config.file), log)
+    })
+    const context: VmContext = { name: vmConfig.name, config: vmConfig, watchdog, snapshots, scheduler, screen, audit: appendAudit }
+    vms.set(vmConfig.name, context)
+    for (const address of vmConfig.guest_addresses) byAddress.set(address, context)
+  }
+
+  app.decorate('vms', vms)
+  app.decorate('watchdogs', new Map([...vms].map(([name, vm]) => [name, vm.watchdog])))
+  app.decorate('defaultVm', vmConfigs[0]!.name)
+  app.decorate('vmsByAddress', byAddress)
+  app.decorate('audit', audit)
+
+  for (const vm of vms.values()) await vm.watchdog.start()
+  // After the watchdogs: the scheduler applies open/closed at once, the sampler reads their state.
+  for (const vm of vms.values()) {
+    vm.scheduler?.start()
+    vm.screen.start()
+  }
+  app.addHook('onClose', async () => {
+    for (const vm of vms.values()) vm.scheduler?.stop()
+    await Promise.all([...vms.values()].map((vm) => vm.screen.stop()))
+    await Promise.all([...vms.values()].map((vm) => vm.watchdog.close()))
+    await audit.close()
+  })
+}, { name: 'vms', dependencies: ['hypervisor'], fastify: '5.x' })

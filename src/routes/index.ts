@@ -1,0 +1,24 @@
+// The API under /api/v1. The per-VM routes are registered twice: at /api/v1 for the default VM
+// (exhibition-vm-controller's paths; old guest scripts) and at /api/v1/vms/{vm} for any VM.
+import type { FastifyPluginAsync } from 'fastify'
+import eventsRoutes from './events.ts'
+import guestRoutes from './guest.ts'
+import snapshotRoutes from './snapshots.ts'
+import statusRoutes, { vmListRoutes } from './status.ts'
+import technicianRoutes from './technician.ts'
+
+const perVmRoutes: FastifyPluginAsync = async (app) => {
+  await app.register(guestRoutes)
+  await app.register(technicianRoutes)
+  await app.register(snapshotRoutes)
+  await app.register(statusRoutes)
+  await app.register(eventsRoutes)
+}
+
+const apiRoutes: FastifyPluginAsync = async (app) => {
+  await app.register(perVmRoutes)
+  await app.register(perVmRoutes, { prefix: '/vms/:vm' })
+  await app.register(vmListRoutes)
+}
+
+export default apiRoutes

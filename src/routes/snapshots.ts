@@ -1,0 +1,94 @@
+// Snapshots of a VM: list, create (keeping the previous one as a revision), roll back to the
+// previous revision, delete. Changes run through the VM's action queue, never beside a revert.
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { snapshotNameSchema } from '../config/schema.ts'
+import { snapshotRefSchema } from '../snapshot/index.ts'
+import { errorResponses } from './schemas.ts'
+import { resolveVm } from './vm-context.ts'
+
+const ackSchema = z.object({ message: z.string(), details: z.record(z.string(), z.unknown()) })
+const vmQuery = z.object({ vm: z.string().max(64).optional() })
+const snapshotQuery = vmQuery.extend({ snapshot_name: snapshotNameSchema.optional().describe('Default: the VM\'s snapshot_name (ready).') })
+const nameParams = z.object({ name: snapshotRefSchema.describe('A snapshot name, revisions (ready~20260101T000000.000Z) included') })
+const deleteQuery = vmQuery.extend({ force: z.enum(['true', 'false', '1', '0']).optional().describe('true: delete even the active version (the previous revision becomes active)') })
+const snapshotSchema = z.object({
+  name: z.string(),
+  creation_time: z.string().nullable(),
+  state: z.string(),
+  has_memory: z.boolean(),
+  is_current: z.boolean(),
+  revision_of: z.string().nullable(),
+  description: z.string().nullable()
+})
+const refusals = errorResponses(400, 401, 403, 404, 409, 429, 502, 503)
+
+const snapshotRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get('/snapshots', {
+    config: { access: 'read' },
+    schema: { summary: 'The VM\'s snapshots, revisions included', querystring: vmQuery, response: { 200: z.object({ vm_name: z.string(), snapshot_name: z.string(), snapshots: z.array(snapshotSchema) }), ...refusals } }
+  }, async (request) => {
+    const vm = resolveVm(app, request, request.query.vm)
+    const snapshots = await vm.snapshots.list(vm.name)
+    return {
+      vm_name: vm.name,
+      snapshot_name: vm.config.snapshot_name,
+      snapshots: snapshots.map((s) => ({
+        name: s.name,
+        creation_time: s.creationTime ? new Date(s.creationTime * 1000).toISOString() : null,
+        state: s.state,
+        has_memory: s.hasMemory,
+        is_current: s.isCurrent,
+        revision_of: s.revisionOf ?? null,
+        description: s.description
+      }))
+    }
+  })
+
+  app.route({
+    method: ['GET', 'POST'],
+    url: '/snapshot/create',
+    config: { access: 'admin' },
+    schema: { summary: 'Snapshot the VM as it is now; an existing snapshot of that name is kept as a revision', querystring: snapshotQuery, response: { 201: ackSchema, ...refusals } },
+    handler: async (request, reply) => {
+      const vm = resolveVm(app, request, request.query.vm)
+      const name = request.query.snapshot_name ?? vm.config.snapshot_name
+      const result = await vm.watchdog.runExclusive('snapshot_create', () => vm.snapshots.create(vm.name, name))
+      await vm.audit({ kind: 'snapshot_create', reason: 'technician', snapshot: name, outcome: 'ok', ...(result.revision ? { revision: result.revision } : {}) })
+      return reply.code(201).send({ message: `Snapshot "${name}" created`, details: { vm: vm.name, snapshot: name, previous_kept_as: result.revision ?? null } })
+    }
+  })
+
+  app.route({
+    method: ['GET', 'POST'],
+    url: '/snapshot/rollback',
+    config: { access: 'admin' },
+    schema: { summary: 'Make the previous revision the active snapshot again (the running VM is not touched)', querystring: snapshotQuery, response: { 200: ackSchema, ...refusals } },
+    handler: async (request) => {
+      const vm = resolveVm(app, request, request.query.vm)
+      const name = request.query.snapshot_name ?? vm.config.snapshot_name
+      const result = await vm.watchdog.runExclusive('snapshot_rollback', () => vm.snapshots.rollback(vm.name, name))
+      await vm.audit({ kind: 'snapshot_rollback', reason: 'technician', snapshot: name, outcome: 'ok', revision: result.restored })
+      return { message: `Snapshot "${name}" rolled back to ${result.restored}`, details: { vm: vm.name, snapshot: name, restored: result.restored } }
+    }
+  })
+
+  const deleteHandler = async (request: { params: { name: string }, query: z.infer<typeof deleteQuery> } & Parameters<typeof resolveVm>[1]) => {
+    const vm = resolveVm(app, request, request.query.vm)
+    const name = request.params.name
+    const force = request.query.force === 'true' || request.query.force === '1'
+    const result = await vm.watchdog.runExclusive('snapshot_delete', () => vm.snapshots.delete(vm.name, name, { force }))
+    await vm.audit({ kind: 'snapshot_delete', reason: 'technician', snapshot: name, outcome: 'ok' })
+    return { message: `Snapshot "${name}" deleted`, details: { vm: vm.name, snapshot: name, active: result.active } }
+  }
+  app.delete('/snapshot/:name', {
+    config: { access: 'admin' },
+    schema: { summary: 'Delete a snapshot (not the active version unless force=true)', params: nameParams, querystring: deleteQuery, response: { 200: ackSchema, ...refusals } }
+  }, (request) => deleteHandler(request))
+  app.get('/snapshot/delete/:name', {
+    config: { access: 'admin' },
+    schema: { summary: 'Delete a snapshot (exhibition-vm-controller\'s GET path)', params: nameParams, querystring: deleteQuery, response: { 200: ackSchema, ...refusals } }
+  }, (request) => deleteHandler(request))
+}
+
+export default snapshotRoutes

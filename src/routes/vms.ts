@@ -1,0 +1,77 @@
+// GET /api/v1/vms: every watched VM with its watchdog state, schedule and screen detector.
+// Register once, under /api/v1 (not under /api/v1/vms/:vm).
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { errorResponses } from './schemas.ts'
+
+const iso = (t: number | null) => t === null ? null : new Date(t).toISOString()
+
+export const scheduleViewSchema = z.object({
+  timezone: z.string(),
+  open: z.boolean().describe('What the schedule wants now'),
+  next_change: z.string().nullable().describe('When open flips next (ISO 8601); null: never'),
+  next_action: z.object({ kind: z.enum(['open', 'close', 'preventive_revert']), at: z.string() }).nullable(),
+  last_action: z.object({ kind: z.enum(['open', 'close', 'preventive_revert']), at: z.string() }).nullable()
+})
+
+export const screenViewSchema = z.object({
+  enabled: z.boolean(),
+  interval: z.number(),
+  frozen_after: z.number(),
+  watching: z.boolean().describe('Samples are compared (the watchdog is healthy or late)'),
+  last_sample_at: z.string().nullable(),
+  last_change_at: z.string().nullable(),
+  unchanged_seconds: z.number().nullable(),
+  last_difference: z.object({ meanAbs: z.number(), changedPercent: z.number() }).nullable(),
+  last_error: z.string().nullable(),
+  last_request: z.object({ reason: z.string(), at: z.string() }).nullable()
+})
+
+const vmEntrySchema = z.object({
+  name: z.string(),
+  default: z.boolean().describe('The VM the single-VM paths (/api/v1/status, /heartbeat ...) address'),
+  state: z.string().describe('starting | healthy | late | reverting | grace | maintenance | exhausted'),
+  maintenance: z.object({ reason: z.string(), until: z.string().nullable() }).nullable(),
+  auto_revert_enabled: z.boolean(),
+  last_heartbeat: z.string().nullable(),
+  seconds_since_last: z.number().nullable(),
+  vm_running: z.boolean().nullable(),
+  snapshot_name: z.string(),
+  guest_addresses: z.array(z.string()),
+  links: z.object({ status: z.string(), screen: z.string() }),
+  schedule: scheduleViewSchema.nullable().describe('null: no opening hours configured (always open)'),
+  screen: screenViewSchema
+})
+
+const vmListRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get('/vms', {
+    config: { access: 'read' },
+    schema: {
+      summary: 'Every VM watched here, with its watchdog state, schedule and screen detector',
+      response: { 200: z.object({ default_vm: z.string(), vms: z.array(vmEntrySchema) }), ...errorResponses(401, 403, 429) }
+    }
+  }, async () => ({
+    default_vm: app.defaultVm,
+    vms: [...app.vms.values()].map((vm) => {
+      const view = vm.watchdog.view()
+      const path = `/api/v1/vms/${encodeURIComponent(vm.name)}`
+      return {
+        name: vm.name,
+        default: vm.name === app.defaultVm,
+        state: view.state,
+        maintenance: view.maintenance === null ? null : { reason: view.maintenance.reason, until: iso(view.maintenance.until) },
+        auto_revert_enabled: view.autoRevertEnabled,
+        last_heartbeat: iso(view.lastHeartbeat),
+        seconds_since_last: view.secondsSinceLast,
+        vm_running: view.vmRunning,
+        snapshot_name: vm.config.snapshot_name,
+        guest_addresses: vm.config.guest_addresses,
+        links: { status: `${path}/status`, screen: `${path}/screen.png` },
+        schedule: vm.scheduler?.view() ?? null,
+        screen: vm.screen.view()
+      }
+    })
+  }))
+}
+
+export default vmListRoutes

@@ -1,0 +1,379 @@
+// The watchdog runtime through the real koffi binding on libvirt's in-process test driver
+// (test:///default: domain `test`, running, no snapshots on a fresh connection). Real timers
+// with short timeouts: the runtime's timers are what is under test here.
+import t, { type Test } from 'tap'
+import { spawnSync } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
+import pino from 'pino'
+import { VM_DEFAULTS, type VmConfig } from '../../src/config/schema.ts'
+import { AppError } from '../../src/errors.ts'
+import { openHypervisor, snapshotXml, type Hypervisor, type LifecycleEvent } from '../../src/libvirt/index.ts'
+import { parsePersistedState, type PersistedWatchdogState } from '../../src/heartbeat/persisted.ts'
+import { AuditLog, StateFile } from '../../src/store/index.ts'
+import {
+  Watchdog, type AlertEvent, type RevertEvent, type WatchdogAuditEntry, type WatchdogOptions, type WatchdogView
+} from '../../src/heartbeat/watchdog.ts'
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+function vmConfig (over: Partial<VmConfig> = {}): VmConfig {
+  return {
+    ...VM_DEFAULTS,
+    name: 'test',
+    heartbeat_check_interval: 60,
+    heartbeat_timeout: 1,
+    startup_grace: 0,
+    post_revert_grace: 1,
+    max_reverts: 2,
+    revert_retry_initial: 0.2,
+    revert_retry_max: 1,
+    ...over
+  }
+}
+
+/** In-memory ports (what src/store implements on disk). */
+class MemoryPersistence {
+  doc: PersistedWatchdogState | null = null
+  saves = 0
+  async load () { return this.doc === null ? null : structuredClone(this.doc) }
+  async save (state: PersistedWatchdogState) { this.saves++; this.doc = structuredClone(state) }
+}
+class MemoryAudit {
+  entries: WatchdogAuditEntry[] = []
+  async append (entry: WatchdogAuditEntry) { this.entries.push(entry) }
+  kinds () { return this.entries.map((e) => e.kind) }
+}
+
+async function openTestDriver (t: Test, withSnapshot = true): Promise<Hypervisor> {
+  const h = openHypervisor('test:///default', { reconnect: false })
+  await h.connect()
+  t.teardown(() => h.close())
+  if (withSnapshot) await h.createSnapshot('test', snapshotXml('ready'))
+  return h
+}
+
+interface Harness {
+  h: Hypervisor
+  w: Watchdog
+  persistence: MemoryPersistence
+  audit: MemoryAudit
+  reverts: RevertEvent[]
+  alerts: AlertEvent[]
+  logs: Array<{ level: number, msg: string, [k: string]: unknown }>
+}
+
+async function harness (t: Test, over: Partial<VmConfig> = {}, options: Partial<WatchdogOptions> & { hypervisor?: Hypervisor, start?: boolean } = {}): Promise<Harness> {
+  const h = options.hypervisor ?? await openTestDriver(t)
+  const persistence = (options.persistence as MemoryPersistence | undefined) ?? new MemoryPersistence()
+  const audit = new MemoryAudit()
+  const logs: Harness['logs'] = []
+  const sink = new Writable({ write (chunk, _enc, cb) { logs.push(JSON.parse(String(chunk))); cb() } })
+  const log = pino({ level: 'debug' }, sink).child({ vm: 'test' })
+  const w = new Watchdog({ vm: vmConfig(over), hypervisor: h, log, persistence, audit, ...options })
+  const reverts: RevertEvent[] = []
+  const alerts: AlertEvent[] = []
+  w.on('revert', (e) => reverts.push(e))
+  w.on('alert', (e) => alerts.push(e))
+  t.teardown(() => w.close())
+  if (options.start !== false) await w.start()
+  return { h, w, persistence, audit, reverts, alerts, logs }
+}
+
+/** Resolves with the view once `pred` holds (checked on every change and every 20 ms). */
+async function waitFor (w: Watchdog, pred: (v: WatchdogView) => boolean, timeoutMs: number, what: string): Promise<WatchdogView> {
+  const end = Date.now() + timeoutMs
+  while (Date.now() < end) {
+    const v = w.view()
+    if (pred(v)) return v
+    await sleep(20)
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what} (state ${w.view().state})`)
+}
+
+t.test('before start: commands answer NOT_READY', async (t) => {
+  const { w } = await harness(t, {}, { start: false })
+  t.throws(() => w.heartbeat(), AppError)
+  t.throws(() => w.view(), { code: 'NOT_READY' })
+})
+
+t.test('no heartbeats: reverts, keeps reverting, escalates once, then exhausted and stops', async (t) => {
+  const { h, w, reverts, alerts, audit, persistence } = await harness(t, { heartbeat_timeout: 0.4, post_revert_grace: 0.3, max_reverts: 2 })
+  const lifecycle: LifecycleEvent[] = []
+  const off = h.onLifecycle((e) => lifecycle.push(e))
+  t.teardown(off)
+  const v = await waitFor(w, (v) => v.state === 'exhausted', 5000, 'exhausted')
+  const finished = reverts.filter((r) => r.phase === 'finish')
+  t.same(finished.map((r) => [r.reason, r.escalate, r.outcome]), [
+    ['no_heartbeat_after_start', false, 'succeeded'],
+    ['no_heartbeat_after_revert', false, 'succeeded'],
+    ['no_heartbeat_after_revert', true, 'succeeded']
+  ])
+  t.match(alerts.map((a) => a.kind), ['revert_storm', 'exhausted'])
+  t.equal(v.nextDeadline, null, 'nothing further is due')
+  t.ok(lifecycle.some((e) => e.type === 'stopped' && e.detailName === 'destroyed'), 'the escalated revert destroyed the domain first')
+  t.match(await h.domainState('test'), { state: 'running' }, 'the escalated revert left it running')
+  await sleep(1000)
+  t.equal(reverts.filter((r) => r.phase === 'start').length, 3, 'no revert after exhausted')
+  t.match(audit.kinds(), ['revert_started', 'revert_finished', 'no_recovery', 'revert_started', 'revert_finished', 'no_recovery', 'escalation', 'revert_started', 'revert_finished', 'no_recovery', 'exhausted'])
+  t.ok(audit.entries.every((e) => e.vm === 'test' && !Number.isNaN(Date.parse(e.ts))), 'entries carry the VM and an ISO time')
+  await w.close()
+  t.match(persistence.doc, { exhausted: { reason: /escalated revert/ }, escalated: true })
+  t.equal(persistence.doc?.recentReverts.length, 3)
+})
+
+t.test('a heartbeating VM is never reverted', async (t) => {
+  const { w, reverts } = await harness(t, { heartbeat_timeout: 0.5 })
+  const end = Date.now() + 2000
+  let seq = 0
+  while (Date.now() < end) {
+    w.heartbeat({ seq: seq++, status: 'ok', source: '10.0.2.15' })
+    await sleep(100)
+  }
+  t.same(reverts, [])
+  const v = w.view()
+  t.equal(v.state, 'healthy')
+  t.equal(v.lastStatus, 'ok')
+  t.equal(v.lastSource, '10.0.2.15')
+  t.ok(v.heartbeatsTotal >= 15)
+  t.ok(v.secondsSinceLast !== null && v.secondsSinceLast < 0.2)
+})
+
+t.test('the revert starts within 50 ms of the heartbeat deadline, and the lag is audited', async (t) => {
+  const { w, reverts, audit } = await harness(t, { heartbeat_timeout: 1, post_revert_grace: 5 })
+  const lags: number[] = []
+  for (let i = 0; i < 3; i++) {
+    w.heartbeat({ seq: i })
+    const last = w.view().lastHeartbeat!
+    const startedAt = new Promise<number>((resolve) => w.once('revert', () => resolve(Date.now())))
+    const at = await startedAt
+    const start = reverts.at(-1)!
+    t.equal(start.reason, 'heartbeat_timeout')
+    t.ok(at - (last + 1000) >= 0, `not early (${at - (last + 1000)} ms)`)
+    t.ok(start.deadlineLagMs !== null && start.deadlineLagMs >= 0 && start.deadlineLagMs < 50, `deadline lag ${start.deadlineLagMs} ms < 50 ms`)
+    lags.push(start.deadlineLagMs!)
+    await waitFor(w, (v) => v.state === 'grace', 2000, 'grace')
+    w.heartbeat({ seq: 100 + i }) // recovered
+  }
+  const finished = audit.entries.filter((e) => e.kind === 'revert_finished')
+  t.equal(finished.length, 3)
+  t.same(finished.map((e) => e['deadlineLagMs']), lags, 'the audit entry carries deadlineLagMs')
+  t.equal(audit.entries.filter((e) => e.kind === 'recovery').length, 3)
+  t.comment(`deadline lags: ${lags.join(', ')} ms`)
+})
+
+t.test('virDomainDestroy from outside: the lifecycle event causes a revert', async (t) => {
+  const { h, w, reverts } = await harness(t, { heartbeat_timeout: 30 })
+  w.heartbeat({ seq: 1 })
+  const t0 = Date.now()
+  await h.destroy('test')
+  await waitFor(w, (v) => v.state === 'grace', 3000, 'revert done')
+  t.match(reverts[0], { phase: 'start', reason: 'vm_not_running', source: 'auto' })
+  t.ok(Date.now() - t0 < 1500, `reverted within ${Date.now() - t0} ms, long before any poll (60 s)`)
+  t.match(w.view().lastRevert, { reason: 'vm_not_running', outcome: 'awaiting_heartbeat' })
+  t.match(await h.domainState('test'), { state: 'running' })
+  w.heartbeat({ seq: 2 })
+  t.equal(w.view().state, 'healthy')
+})
+
+t.test('the safety-net poll notices a VM that went down without an event reaching us', async (t) => {
+  const h = await openTestDriver(t)
+  await h.destroy('test') // before the watchdog subscribes: no event for it
+  const { w, reverts } = await harness(t, { heartbeat_timeout: 30, heartbeat_check_interval: 0.1 }, { hypervisor: h })
+  // start() reads the state once: a stopped VM comes up at once, even in the startup grace.
+  await waitFor(w, (v) => v.state === 'grace', 3000, 'revert done')
+  t.match(reverts[0], { reason: 'vm_not_running' })
+})
+
+t.test('a missing snapshot: a clear failure, retried with backoff, then success once it exists', async (t) => {
+  const h = await openTestDriver(t, false)
+  const { w, reverts, audit } = await harness(t, { heartbeat_timeout: 0.3, revert_retry_initial: 0.2, revert_retry_max: 0.4 }, { hypervisor: h })
+  await waitFor(w, () => reverts.filter((r) => r.outcome === 'failed').length >= 3, 3000, 'three failures')
+  const failed = reverts.filter((r) => r.outcome === 'failed')
+  t.match(failed[0]!.error, /snapshot "ready" of VM "test" does not exist/)
+  const v = w.view()
+  t.equal(v.state, 'reverting')
+  t.ok(v.retryAt !== null)
+  t.same(audit.entries.filter((e) => e.kind === 'revert_failed').map((e) => e['retryInMs']), [200, 400, 400], 'backoff doubles and is capped')
+  t.equal(v.recentReverts, 1, 'retries are one revert')
+  await h.createSnapshot('test', snapshotXml('ready'))
+  await waitFor(w, (v) => v.state === 'grace', 2000, 'revert succeeded')
+  t.ok(w.view().lastRevert!.attempts >= 4)
+})
+
+t.test('runExclusive: one libvirt action at a time; an automatic revert waits for a snapshot create', async (t) => {
+  const { h, w, reverts } = await harness(t, { heartbeat_timeout: 0.3 })
+  let running = 0
+  let overlap = false
+  const job = (label: string) => w.runExclusive(label, async () => {
+    running++
+    if (running > 1) overlap = true
+    await sleep(50)
+    running--
+    return label
+  })
+  t.same(await Promise.all([job('a'), job('b'), job('c')]), ['a', 'b', 'c'])
+  t.equal(overlap, false)
+
+  // A slow action holds the queue past the heartbeat deadline: the revert runs after it.
+  w.heartbeat()
+  let actionEnded = 0
+  await w.runExclusive('snapshot_create', async () => {
+    await h.createSnapshot('test', snapshotXml('other'))
+    await sleep(600)
+    t.equal(w.view().action, 'snapshot_create')
+    actionEnded = Date.now()
+  })
+  await waitFor(w, () => reverts.length > 0, 2000, 'revert')
+  t.ok(Date.now() >= actionEnded)
+  await t.rejects(w.runExclusive('fails', async () => { throw new Error('boom') }), /boom/, 'a failing action rejects its caller')
+  t.equal(await w.runExclusive('after', async () => 'still works'), 'still works', 'and does not block the queue')
+})
+
+t.test('technician commands: stop stays stopped across a service restart; start reverts', async (t) => {
+  const h = await openTestDriver(t)
+  const persistence = new MemoryPersistence()
+  const first = await harness(t, { heartbeat_timeout: 0.3 }, { hypervisor: h, persistence })
+  first.w.heartbeat()
+  await first.w.stopVm()
+  t.match(await h.domainState('test'), { state: 'shutoff' })
+  t.match(first.w.view(), { state: 'maintenance', maintenance: { reason: 'stopped', until: null }, autoRevertEnabled: false })
+  await sleep(500)
+  t.same(first.reverts, [], 'no revert: stopped on purpose')
+  await first.w.close()
+
+  const second = await harness(t, { heartbeat_timeout: 0.3 }, { hypervisor: h, persistence })
+  await sleep(500)
+  t.same(second.reverts, [], 'the restarted service leaves the stopped VM alone')
+  t.equal(second.w.view().vmRunning, false)
+  t.same(second.w.startVm(), { outcome: 'started' })
+  await waitFor(second.w, (v) => v.state === 'grace', 2000, 'started')
+  t.match(second.reverts[0], { reason: 'technician_start', source: 'technician' })
+  t.match(await h.domainState('test'), { state: 'running' })
+  t.ok(second.audit.kinds().includes('vm_start'))
+})
+
+t.test('maintenance, guest requests and validation', async (t) => {
+  const { w, reverts } = await harness(t, { heartbeat_timeout: 0.3 })
+  w.setMaintenance(0.01, 'technician', 'cleaning the screen') // 600 ms
+  t.match(w.view(), { state: 'maintenance', maintenance: { reason: 'technician', note: 'cleaning the screen' } })
+  t.match(w.requestRevert('idle', 'guest'), { outcome: 'refused', why: /maintenance/ })
+  await sleep(300)
+  t.same(reverts, [], 'no timeout revert in maintenance')
+  await waitFor(w, (v) => v.state !== 'maintenance', 1500, 'maintenance expired')
+  t.equal(w.view().state, 'starting', 'a fresh grace after maintenance')
+  w.heartbeat()
+  t.same(w.requestRevert('idle', 'guest'), { outcome: 'started' })
+  t.match(w.requestRevert('idle', 'guest'), { outcome: 'coalesced' })
+  await waitFor(w, (v) => v.state === 'grace', 2000, 'grace')
+  w.heartbeat()
+  t.match(w.requestRevert('idle', 'guest'), { outcome: 'refused', why: /at most one every 60 s/ })
+
+  t.throws(() => w.setMaintenance(-1), { code: 'BAD_REQUEST', message: /minutes/ })
+  t.throws(() => w.setMaintenance(Number.NaN), { code: 'BAD_REQUEST' })
+  t.throws(() => w.requestRevert('', 'guest'), { code: 'BAD_REQUEST' })
+  t.throws(() => w.requestRevert('x', 'nobody' as 'guest'), { code: 'BAD_REQUEST' })
+  w.heartbeat({ seq: -5, status: 'x'.repeat(1000) })
+  t.equal(w.view().lastSeq, null, 'a bad seq is dropped, not stored')
+  t.equal(w.view().lastStatus?.length, 200)
+
+  w.setMaintenance(null, 'config')
+  t.match(w.view(), { maintenance: { reason: 'config', until: null }, autoRevertEnabled: false })
+  w.clearMaintenance()
+  t.equal(w.view().autoRevertEnabled, true)
+})
+
+// (The destroy-after-timeout path needs a guest that ignores ACPI: the test driver shuts down at once.)
+t.test('closing hours: graceful shutdown, no reverts while closed; opening reverts', async (t) => {
+  const { h, w, reverts } = await harness(t, { heartbeat_timeout: 0.3 }, { shutdownTimeoutMs: 200 })
+  w.heartbeat()
+  w.schedule(false)
+  t.match(w.view(), { state: 'maintenance', maintenance: { reason: 'closed' } })
+  await sleep(400)
+  t.match(await h.domainState('test'), { state: 'shutoff' }, 'the test driver shuts down at once')
+  t.same(reverts, [])
+  w.schedule(true)
+  await waitFor(w, (v) => v.state === 'grace', 2000, 'opened')
+  t.match(reverts[0], { reason: 'schedule_open', source: 'schedule' })
+  t.match(await h.domainState('test'), { state: 'running' })
+})
+
+t.test('a damaged persisted state is reported and ignored, not fatal', async (t) => {
+  const persistence = new MemoryPersistence()
+  persistence.doc = { version: 1, maintenance: 'yes' } as unknown as PersistedWatchdogState
+  const { w, logs } = await harness(t, {}, { persistence })
+  t.equal(w.view().state, 'starting')
+  t.ok(logs.some((l) => l.level === 50 && /cannot use the saved watchdog state/.test(l.msg)))
+})
+
+t.test('close() stops everything: no ticks, no polls, no reverts afterwards', async (t) => {
+  const h = await openTestDriver(t)
+  let stateReads = 0
+  const counting = new Proxy(h, {
+    get (target, prop) {
+      if (prop === 'domainState') return (name: string) => { stateReads++; return target.domainState(name) }
+      const value = Reflect.get(target, prop) as unknown
+      return typeof value === 'function' ? value.bind(target) : value
+    }
+  })
+  const { w, reverts } = await harness(t, { heartbeat_timeout: 0.3, heartbeat_check_interval: 0.05 }, { hypervisor: counting })
+  w.heartbeat()
+  await sleep(150)
+  t.ok(stateReads >= 2, `the poll runs (${stateReads} reads)`)
+  await w.close()
+  const reads = stateReads
+  await sleep(600)
+  t.equal(stateReads, reads, 'no poll after close')
+  t.same(reverts, [], 'no revert after close, though the deadline passed')
+  await h.destroy('test')
+  await sleep(200)
+  t.same(reverts, [], 'lifecycle events are no longer followed')
+})
+
+t.test('a process with a watchdog exits on its own after close()', async (t) => {
+  const script = `
+    import { openHypervisor, snapshotXml } from ${JSON.stringify(fileURLToPath(new URL('../../src/libvirt/index.ts', import.meta.url)))}
+    import { Watchdog } from ${JSON.stringify(fileURLToPath(new URL('../../src/heartbeat/watchdog.ts', import.meta.url)))}
+    import { VM_DEFAULTS } from ${JSON.stringify(fileURLToPath(new URL('../../src/config/schema.ts', import.meta.url)))}
+    const h = openHypervisor('test:///default', { reconnect: false })
+    await h.connect()
+    await h.createSnapshot('test', snapshotXml('ready'))
+    const quiet = { debug () {}, info () {}, warn () {}, error () {} }
+    const w = new Watchdog({ vm: { ...VM_DEFAULTS, name: 'test', heartbeat_check_interval: 0.05, heartbeat_timeout: 1 }, hypervisor: h, log: quiet,
+      persistence: { load: async () => null, save: async () => {} }, audit: { append: async () => {} } })
+    await w.start()
+    w.heartbeat({ seq: 1 })
+    await w.close()
+    await h.close()
+    console.log('closed')
+  `
+  const started = Date.now()
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 15_000 })
+  t.equal(r.stdout.trim(), 'closed', r.stderr)
+  t.equal(r.status, 0)
+  t.equal(r.signal, null, 'not killed by the timeout: it exited on its own')
+  t.comment(`child exited after ${Date.now() - started} ms`)
+})
+
+t.test('with the real store (state file + JSONL audit trail) in a scratch directory', async (t) => {
+  const dir = t.testdir()
+  const h = await openTestDriver(t)
+  const stateFile = new StateFile(join(dir, 'state', 'test.json'), { parse: parsePersistedState })
+  const auditLog = new AuditLog({ dir, sync: false })
+  t.teardown(() => auditLog.close())
+  const quiet = pino({ level: 'silent' })
+  const w = new Watchdog({ vm: vmConfig({ heartbeat_timeout: 0.3 }), hypervisor: h, log: quiet, persistence: stateFile, audit: auditLog })
+  t.teardown(() => w.close())
+  await w.start()
+  await waitFor(w, (v) => v.state === 'grace', 3000, 'a revert')
+  w.heartbeat({ seq: 1 })
+  w.setMaintenance(null)
+  await w.close()
+  const saved = parsePersistedState(JSON.parse(await readFile(join(dir, 'state', 'test.json'), 'utf8')))
+  t.match(saved, { maintenance: { reason: 'technician' }, lastRevert: { reason: 'no_heartbeat_after_start', outcome: 'recovered' } })
+  const lines = (await readFile(join(dir, 'audit.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as WatchdogAuditEntry)
+  t.match(lines.map((l) => l.kind), ['revert_started', 'revert_finished', 'recovery', 'maintenance_on'])
+  t.ok(lines.every((l) => l.vm === 'test'))
+})

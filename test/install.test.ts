@@ -1,0 +1,203 @@
+// scripts/install.sh and scripts/uninstall.sh into a scratch DESTDIR: what lands where, that a
+// second run changes nothing (same files, same inodes), that an edited config survives, that the
+// installed tree runs, and that uninstall keeps config and data unless --purge.
+import t from 'tap'
+import { appendFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { spawn, spawnSync } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { loadConfig } from '../src/config/load.ts'
+import { openNotifySocket, notifySocketUnavailable } from './helpers/notify-socket.ts'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const NAME = 'kiosk-vm-watchdog'
+const scratch = mkdtempSync(join(tmpdir(), 'kvw-install-'))
+t.teardown(() => rmSync(scratch, { recursive: true, force: true }))
+
+// A build of the current sources into the scratch directory: the repository's dist/ is shared
+// with whoever else builds, and type errors elsewhere are not this test's subject (--noCheck).
+const dist = join(scratch, 'dist')
+const build = spawnSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(ROOT, 'tsconfig.build.json'), '--outDir', dist, '--noCheck'], { encoding: 'utf8' })
+if (!existsSync(join(dist, 'cli.js'))) throw new Error(`building into ${dist} failed: ${build.stdout}${build.stderr}`)
+
+interface Run { status: number | null, out: string }
+function script (name: 'install' | 'uninstall', destdir: string, args: string[] = []): Run {
+  const extra = name === 'install' ? ['--node', process.execPath, '--dist', dist] : []
+  const r = spawnSync('sh', [join(ROOT, 'scripts', `${name}.sh`), ...extra, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, DESTDIR: destdir }
+  })
+  return { status: r.status, out: r.stdout + r.stderr }
+}
+
+/** Every file and link under dir with what would show a rewrite: content size, mode, mtime and inode. */
+function manifest (dir: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  const walk = (d: string) => {
+    for (const entry of readdirSync(d)) {
+      const p = join(d, entry)
+      const s = lstatSync(p)
+      if (s.isDirectory()) {
+        out[relative(dir, p) + '/'] = `dir ${s.mode.toString(8)}`
+        walk(p)
+      } else {
+        out[relative(dir, p)] = `${s.isSymbolicLink() ? 'link' : 'file'} ${s.mode.toString(8)} ${s.size} ${s.mtimeMs} ${s.ino}`
+      }
+    }
+  }
+  walk(dir)
+  return out
+}
+const files = (m: Record<string, string>) => Object.keys(m).filter((k) => !k.endsWith('/'))
+
+const destdir = join(scratch, 'root')
+const app = join(destdir, 'opt', NAME)
+const config = join(destdir, 'etc', NAME, 'config.yaml')
+const unit = join(destdir, 'etc/systemd/system', `${NAME}.service`)
+const userUnit = join(destdir, 'etc/systemd/user/kiosk-viewer.service')
+const dataFile = join(destdir, 'var/lib', NAME, 'audit.jsonl')
+
+t.test('first install: application, units, config; no user or systemd under DESTDIR', async (t) => {
+  const r = script('install', destdir)
+  t.equal(r.status, 0, 'exits 0', { output: r.out })
+  for (const f of ['dist/cli.js', 'package.json', 'config.yaml.example', 'share/openbox-autostart', 'share/kiosk-viewer.service',
+    'node_modules/fastify/package.json', 'node_modules/koffi/package.json', 'guest-scripts/linux/heartbeat.sh',
+    ...(existsSync(join(ROOT, 'public')) ? ['public'] : [])]) {
+    t.ok(existsSync(join(app, f)), `installed ${f}`)
+  }
+  t.notOk(existsSync(join(app, 'node_modules/tap')), 'no development packages (tap)')
+  t.notOk(existsSync(join(app, 'node_modules/typescript')), 'no development packages (typescript)')
+  t.notOk(existsSync(join(app, 'src')), 'no sources')
+
+  const unitText = readFileSync(unit, 'utf8')
+  t.match(unitText, new RegExp(`^ExecStart=${process.execPath} /opt/${NAME}/dist/cli.js serve$`, 'm'), 'ExecStart names this node and the prefix')
+  t.equal(readFileSync(userUnit, 'utf8'), readFileSync(join(ROOT, 'systemd/kiosk-viewer.service'), 'utf8'))
+
+  t.equal(lstatSync(config).mode & 0o777, 0o640, 'config is not world-readable')
+  const loaded = loadConfig(config, {})
+  t.equal(loaded.config.libvirt_uri, 'qemu:///system', 'the installed config points at the host\'s libvirt')
+  t.match(r.out, /not creating the system user/, 'says why no user was created')
+  t.notMatch(r.out, /systemctl daemon-reload|enabled /, 'systemd is left alone under DESTDIR')
+})
+
+t.test('the installed tree runs with its production packages only', async (t) => {
+  const r = spawnSync(process.execPath, [join(app, 'dist/cli.js'), '--help'], { encoding: 'utf8', cwd: scratch })
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stdout, /usage: kiosk-vm-watchdog/)
+})
+
+t.test('the installed service starts under a notify socket, answers, and stops on SIGTERM', async (t) => {
+  const dataDir = join(scratch, 'svc-data')
+  const configFile = join(scratch, 'svc.yaml')
+  writeFileSync(configFile, `libvirt_uri: test:///default\nvm_name: test\napi_host: 127.0.0.1\napi_port: 0\ncreate_snapshot_if_missing: true\nlog_level: info\n`)
+  const sock = notifySocketUnavailable() ? null : await openNotifySocket()
+  if (sock) t.teardown(() => sock.close())
+  const child = spawn(process.execPath, [join(app, 'dist/cli.js'), 'serve'], {
+    cwd: scratch,
+    env: { ...process.env, KVW_CONFIG: configFile, KVW_DATA_DIR: dataDir, ...(sock ? { NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '2000000' } : {}) }
+  })
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "listening" log line within 20 s; stderr: ${stderr}`)), 20000)
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const m = /listening at (http:\/\/127\.0\.0\.1:\d+)/i.exec(line)
+      if (m) { clearTimeout(timer); resolve(m[1]!) }
+    })
+    child.on('exit', (code) => reject(new Error(`the service exited (${code}) before listening: ${stderr}`)))
+  })
+  const res = await fetch(`${url}/api/v1/status`)
+  t.equal(res.status, 200, 'GET /api/v1/status answers 200')
+  if (sock) {
+    // Active once server.ts sends READY=1 (createNotifier from src/systemd/notify.ts).
+    const wired = readFileSync(join(ROOT, 'src/server.ts'), 'utf8').includes('createNotifier')
+    const ready = await sock.waitFor((m) => m.fields['READY'] === '1', 10000, 'READY=1').then(() => true, () => false)
+    t.ok(ready, 'systemd hears READY=1 from the service', wired ? {} : { todo: 'server.ts does not call createNotifier yet' })
+    if (ready) t.ok(sock.messages.every((m) => m.pid === child.pid), 'from the main process (NotifyAccess=main)')
+  }
+  child.kill('SIGTERM')
+  t.equal(await exited, 0, 'SIGTERM: a clean exit', { stderr })
+})
+
+t.test('second install changes nothing', async (t) => {
+  const before = manifest(destdir)
+  const r = script('install', destdir)
+  t.equal(r.status, 0, 'exits 0', { output: r.out })
+  t.match(r.out, /nothing to change/)
+  t.same(manifest(destdir), before, 'every file, mode, mtime and inode as before')
+})
+
+t.test('an edited config survives; the new example goes beside it', async (t) => {
+  appendFileSync(config, '\n# edited by the technician\nheartbeat_timeout: 30\n')
+  const edited = readFileSync(config, 'utf8')
+  const r = script('install', destdir)
+  t.equal(r.status, 0, 'exits 0', { output: r.out })
+  t.equal(readFileSync(config, 'utf8'), edited, 'config.yaml is untouched')
+  t.match(r.out, /kept your .*config\.yaml; the new example is beside it as config\.yaml\.new/)
+  t.match(readFileSync(`${config}.new`, 'utf8'), /^libvirt_uri: qemu:\/\/\/system$/m)
+  const before = manifest(destdir)
+  const again = script('install', destdir)
+  t.equal(again.status, 0, 'exits 0', { output: again.out })
+  t.same(manifest(destdir), before, 'and a further run changes nothing either')
+})
+
+t.test('a changed build replaces the application tree', async (t) => {
+  const stale = join(app, 'dist', 'left-over.js')
+  writeFileSync(stale, '// not part of the build\n')
+  const r = script('install', destdir)
+  t.equal(r.status, 0, 'exits 0', { output: r.out })
+  t.match(r.out, /installed the application/)
+  t.notOk(existsSync(stale), 'files not in the build are gone')
+  t.notOk(readdirSync(join(destdir, 'opt')).some((e) => e.includes('install')), 'no staging directory left behind')
+})
+
+t.test('uninstall removes the application and units, keeps config and data', async (t) => {
+  mkdirSync(join(destdir, 'var/lib', NAME), { recursive: true })
+  writeFileSync(dataFile, '{"kind":"revert"}\n')
+  const r = script('uninstall', destdir)
+  t.equal(r.status, 0, 'exits 0', { output: r.out })
+  t.notOk(existsSync(app))
+  t.notOk(existsSync(unit))
+  t.notOk(existsSync(userUnit))
+  t.ok(existsSync(config), 'config kept')
+  t.ok(existsSync(dataFile), 'data kept')
+  t.match(r.out, /kept .*etc\/kiosk-vm-watchdog \(remove it with --purge\)/)
+  const twice = script('uninstall', destdir)
+  t.equal(twice.status, 0, 'a second uninstall is harmless')
+})
+
+t.test('uninstall --purge leaves no file behind', async (t) => {
+  const r = script('uninstall', destdir, ['--purge'])
+  t.equal(r.status, 0, 'exits 0', { output: r.out })
+  t.same(files(manifest(destdir)), [])
+})
+
+t.test('--prefix moves the application and the unit follows', async (t) => {
+  const other = join(scratch, 'prefixed')
+  const r = script('install', other, ['--prefix', '/srv/kvw'])
+  t.equal(r.status, 0, 'exits 0', { output: r.out })
+  t.ok(existsSync(join(other, 'srv/kvw/dist/cli.js')))
+  t.match(readFileSync(join(other, 'etc/systemd/system', `${NAME}.service`), 'utf8'), /^ExecStart=\S+ \/srv\/kvw\/dist\/cli\.js serve$/m)
+  t.equal(script('uninstall', other, ['--prefix', '/srv/kvw', '--purge']).status, 0)
+  t.same(files(manifest(other)), [])
+})
+
+t.test('bad input is refused with a message naming it', async (t) => {
+  const bad = join(scratch, 'bad')
+  const relativePrefix = script('install', bad, ['--prefix', 'opt/kvw'])
+  t.not(relativePrefix.status, 0)
+  t.match(relativePrefix.out, /--prefix must be an absolute path, got 'opt\/kvw'/)
+  const unknown = script('install', bad, ['--frobnicate'])
+  t.equal(unknown.status, 64)
+  t.match(unknown.out, /unknown option '--frobnicate'/)
+  const oldNode = spawnSync('sh', [join(ROOT, 'scripts/install.sh'), '--node', '/bin/false', '--dist', dist], { encoding: 'utf8', env: { ...process.env, DESTDIR: bad } })
+  t.not(oldNode.status, 0)
+  const noDist = script('install', bad, ['--dist', join(scratch, 'nope')])
+  t.not(noDist.status, 0)
+  t.notOk(existsSync(join(bad, 'opt', NAME)), 'nothing installed after a refusal')
+  t.equal(script('uninstall', bad, ['--prefix', '/usr']).status, 1, 'uninstall refuses a system directory as prefix')
+})

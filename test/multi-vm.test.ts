@@ -1,0 +1,156 @@
+// Several VMs on one host, through the real app (app.inject) on libvirt's test driver with a
+// node file of two running domains (test/fixtures/two-vms.xml): which VM a heartbeat belongs
+// to, the per-VM routes, unknown VMs, a revert of one VM leaving the other alone, a schedule
+// that closes one VM only, and each VM's screen.
+import t, { type Test } from 'tap'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../src/app.ts'
+import { parseConfig } from '../src/config/load.ts'
+import { openHypervisor, type Hypervisor, type LifecycleEvent } from '../src/libvirt/index.ts'
+import { decodePng } from '../src/screen/index.ts'
+
+const NODE_FILE = fileURLToPath(new URL('./fixtures/two-vms.xml', import.meta.url))
+const B_ADDRESS = '192.168.122.12'
+
+interface Harness { app: FastifyInstance, h: Hypervisor, events: LifecycleEvent[], clock: { t: number, now (): number } }
+
+async function twoVmApp (t: Test, extra: Record<string, unknown> = {}, start = Date.now()): Promise<Harness> {
+  const loaded = parseConfig({
+    libvirt_uri: `test://${NODE_FILE}`,
+    vm_name: 'exhibit-a',
+    timezone: 'Europe/Berlin',
+    data_dir: mkdtempSync(join(tmpdir(), 'kvw-multi-')),
+    // No automatic reverts while the test runs: only the ones it asks for.
+    heartbeat_timeout: 600,
+    startup_grace: 600,
+    vms: [{ name: 'exhibit-b', guest_addresses: [B_ADDRESS], ...extra }],
+    security: { guest_revert_min_interval: 0 }
+  }, {})
+  const h = openHypervisor(loaded.config.libvirt_uri, { reconnect: false })
+  const clock = { t: start, now () { return this.t } }
+  const app = await buildApp({ config: loaded, hypervisor: h, clock })
+  await app.ready()
+  t.teardown(() => app.close())
+  const events: LifecycleEvent[] = []
+  const off = h.onLifecycle((e) => events.push(e))
+  t.teardown(off)
+  return { app, h, events, clock }
+}
+
+const views = (app: FastifyInstance) => Object.fromEntries([...app.vms].map(([name, vm]) => [name, vm.watchdog.view()]))
+
+t.test('both VMs are watched and listed', async (t) => {
+  const { app, h } = await twoVmApp(t)
+  t.same([...app.vms.keys()], ['exhibit-a', 'exhibit-b'])
+  t.equal(app.defaultVm, 'exhibit-a')
+  const res = await app.inject({ url: '/api/v1/vms' })
+  t.equal(res.statusCode, 200)
+  const body = res.json()
+  t.equal(body.default_vm, 'exhibit-a')
+  t.match(body.vms, [
+    { name: 'exhibit-a', default: true, state: 'starting', guest_addresses: [], schedule: null, screen: { enabled: false }, links: { status: '/api/v1/vms/exhibit-a/status' } },
+    { name: 'exhibit-b', default: false, state: 'starting', guest_addresses: [B_ADDRESS], links: { screen: '/api/v1/vms/exhibit-b/screen.png' } }
+  ])
+  for (const vm of ['exhibit-a', 'exhibit-b']) {
+    t.ok((await h.listSnapshots(vm)).some((s) => s.name === 'ready'), `${vm}: its snapshot was created at start (test driver)`)
+  }
+})
+
+t.test('heartbeats are attributed: vm field, source address, default VM, per-VM path', async (t) => {
+  const { app } = await twoVmApp(t)
+  const beat = async (options: Parameters<FastifyInstance['inject']>[0]) => {
+    const res = await app.inject(options as never)
+    t.equal(res.statusCode, 200, JSON.stringify(res.json()))
+    return res.json().details.vm as string
+  }
+  t.equal(await beat({ method: 'POST', url: '/api/v1/heartbeat', payload: { vm: 'exhibit-b', seq: 1 } }), 'exhibit-b', 'explicit vm in the body')
+  t.equal(await beat({ url: '/api/v1/heartbeat?vm=exhibit-b&seq=2' }), 'exhibit-b', 'explicit vm in the query')
+  t.equal(await beat({ url: '/api/v1/heartbeat', remoteAddress: B_ADDRESS }), 'exhibit-b', 'old script from B\'s address')
+  t.equal(await beat({ url: '/api/v1/heartbeat', remoteAddress: `::ffff:${B_ADDRESS}` }), 'exhibit-b', 'the same address, IPv4-mapped')
+  t.equal(await beat({ url: '/api/v1/heartbeat' }), 'exhibit-a', 'old script from an unmapped address: the default VM')
+  t.equal(await beat({ url: '/api/v1/heartbeat', remoteAddress: '192.168.122.50' }), 'exhibit-a')
+  t.equal(await beat({ url: '/api/v1/heartbeat?vm=exhibit-a', remoteAddress: B_ADDRESS }), 'exhibit-a', 'an explicit vm wins over the address')
+  t.equal(await beat({ url: '/api/v1/vms/exhibit-b/heartbeat?seq=3' }), 'exhibit-b', 'per-VM path')
+  t.equal(await beat({ method: 'POST', url: '/api/v1/vms/exhibit-a/heartbeat', remoteAddress: B_ADDRESS }), 'exhibit-a', 'the path wins over the address')
+  const v = views(app)
+  t.equal(v['exhibit-a']!.heartbeatsTotal, 4)
+  t.equal(v['exhibit-b']!.heartbeatsTotal, 5)
+  t.equal(v['exhibit-b']!.lastSeq, 3)
+  t.same([v['exhibit-a']!.state, v['exhibit-b']!.state], ['healthy', 'healthy'])
+})
+
+t.test('per-VM status; unknown VMs are 404 UNKNOWN_VM', async (t) => {
+  const { app } = await twoVmApp(t)
+  const b = await app.inject({ url: '/api/v1/vms/exhibit-b/status' })
+  t.equal(b.statusCode, 200)
+  t.match(b.json(), { vm_name: 'exhibit-b', vm_state: 'running' })
+  t.match((await app.inject({ url: '/api/v1/status' })).json(), { vm_name: 'exhibit-a' }, 'the single-VM path: the default VM')
+  for (const url of ['/api/v1/vms/nope/status', '/api/v1/vms/nope/heartbeat', '/api/v1/heartbeat?vm=nope', '/api/v1/vms/nope/screen.png']) {
+    const res = await app.inject({ url })
+    t.equal(res.statusCode, 404, url)
+    t.equal(res.json().error.code, 'UNKNOWN_VM', url)
+    t.match(res.json().error.message, /exhibit-a, exhibit-b/, 'names the VMs that are watched')
+  }
+  const post = await app.inject({ method: 'POST', url: '/api/v1/vms/nope/revert/request' })
+  t.equal(post.json().error.code, 'UNKNOWN_VM')
+})
+
+t.test('a revert of one VM does not touch the other', async (t) => {
+  const { app, h, events } = await twoVmApp(t)
+  const res = await app.inject({ method: 'POST', url: '/api/v1/vms/exhibit-b/revert/request', payload: { reason: 'process_missing' } })
+  t.equal(res.statusCode, 202, JSON.stringify(res.json()))
+  t.match(res.json().details, { vm: 'exhibit-b', outcome: 'started' })
+  await until(() => app.vms.get('exhibit-b')!.watchdog.view().state === 'grace')
+  t.match(app.vms.get('exhibit-b')!.watchdog.view(), { state: 'grace', lastRevert: { reason: 'process_missing', source: 'guest' } })
+  t.match(app.vms.get('exhibit-a')!.watchdog.view(), { state: 'starting', lastRevert: null }, 'A: no revert')
+  t.ok(events.some((e) => e.domain === 'exhibit-b' && e.detailName === 'from_snapshot'), 'libvirt reverted B')
+  t.same(events.filter((e) => e.domain === 'exhibit-a'), [], 'no lifecycle event of A')
+  t.equal((await h.domainState('exhibit-a')).state, 'running')
+  t.equal((await h.domainState('exhibit-b')).state, 'running')
+
+  // An old guest script on B asking for a revert is attributed by its address too.
+  const byAddress = await app.inject({ url: '/api/v1/revert/request?reason=idle', remoteAddress: B_ADDRESS })
+  t.match(byAddress.json().details, { vm: 'exhibit-b' })
+  t.same(events.filter((e) => e.domain === 'exhibit-a'), [], 'still nothing on A')
+})
+
+t.test('a schedule closes one VM only', async (t) => {
+  // Monday 2026-11-23, 22:00 in Berlin: B's opening hours are over; A has none.
+  const { app, h } = await twoVmApp(t, { schedule: { hours: { mon: '09:00-18:00' } } }, Date.parse('2026-11-23T21:00:00Z'))
+  t.match(app.vms.get('exhibit-b')!.watchdog.view(), { state: 'maintenance', maintenance: { reason: 'closed' } })
+  await until(async () => (await h.domainState('exhibit-b')).state === 'shutoff')
+  t.equal((await h.domainState('exhibit-b')).state, 'shutoff', 'B shut down for the night')
+  t.equal((await h.domainState('exhibit-a')).state, 'running', 'A untouched')
+  const list = (await app.inject({ url: '/api/v1/vms' })).json()
+  t.match(list.vms[1], { name: 'exhibit-b', state: 'maintenance', maintenance: { reason: 'closed' }, schedule: { open: false, next_action: { kind: 'open' } } })
+  t.equal(list.vms[0].schedule, null)
+  const screen = await app.inject({ url: '/api/v1/vms/exhibit-b/screen.png' })
+  t.equal(screen.statusCode, 409, 'no screen while shut off')
+  t.match(screen.json().error.message, /shutoff/)
+})
+
+t.test('each VM\'s screen', async (t) => {
+  const { app } = await twoVmApp(t)
+  for (const url of ['/api/v1/screen.png', '/api/v1/vms/exhibit-b/screen.png', '/api/v1/screen.png?vm=exhibit-b']) {
+    const res = await app.inject({ url })
+    t.equal(res.statusCode, 200, url)
+    t.equal(res.headers['content-type'], 'image/png')
+    t.match(res.headers['x-screen-taken-at'], /^\d{4}-\d\d-\d\dT/)
+    const image = decodePng(res.rawPayload)
+    t.ok(image.width <= 320 && image.width > 0, `${url}: ${image.width}x${image.height}`)
+  }
+})
+
+/** Waits for a condition that libvirt's worker threads make true (no fixed sleep). */
+async function until (check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (Date.now() < end) {
+    if (await check()) return
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms`)
+}
