@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, InjectOptions } from 'fastify'
 import { buildApp } from '../src/app.ts'
 import { parseConfig } from '../src/config/load.ts'
 import { openHypervisor, type Hypervisor, type LifecycleEvent } from '../src/libvirt/index.ts'
@@ -56,14 +56,15 @@ t.test('both VMs are watched and listed', async (t) => {
     { name: 'exhibit-b', default: false, state: 'starting', guest_addresses: [B_ADDRESS], links: { screen: '/api/v1/vms/exhibit-b/screen.png' } }
   ])
   for (const vm of ['exhibit-a', 'exhibit-b']) {
-    t.ok((await h.listSnapshots(vm)).some((s) => s.name === 'ready'), `${vm}: its snapshot was created at start (test driver)`)
+    // The snapshot service names versions ready~<time>; a revert uses the newest.
+    t.ok((await h.listSnapshots(vm)).some((s) => s.name.startsWith('ready~')), `${vm}: its snapshot was created at start (test driver)`)
   }
 })
 
 t.test('heartbeats are attributed: vm field, source address, default VM, per-VM path', async (t) => {
   const { app } = await twoVmApp(t)
-  const beat = async (options: Parameters<FastifyInstance['inject']>[0]) => {
-    const res = await app.inject(options as never)
+  const beat = async (options: InjectOptions) => {
+    const res = await app.inject(options)
     t.equal(res.statusCode, 200, JSON.stringify(res.json()))
     return res.json().details.vm as string
   }
@@ -107,6 +108,8 @@ t.test('a revert of one VM does not touch the other', async (t) => {
   await until(() => app.vms.get('exhibit-b')!.watchdog.view().state === 'grace')
   t.match(app.vms.get('exhibit-b')!.watchdog.view(), { state: 'grace', lastRevert: { reason: 'process_missing', source: 'guest' } })
   t.match(app.vms.get('exhibit-a')!.watchdog.view(), { state: 'starting', lastRevert: null }, 'A: no revert')
+  // Lifecycle events come from libvirt's event thread, possibly after the call returned.
+  await until(() => events.some((e) => e.domain === 'exhibit-b' && e.detailName === 'from_snapshot'))
   t.ok(events.some((e) => e.domain === 'exhibit-b' && e.detailName === 'from_snapshot'), 'libvirt reverted B')
   t.same(events.filter((e) => e.domain === 'exhibit-a'), [], 'no lifecycle event of A')
   t.equal((await h.domainState('exhibit-a')).state, 'running')
@@ -128,6 +131,8 @@ t.test('a schedule closes one VM only', async (t) => {
   const list = (await app.inject({ url: '/api/v1/vms' })).json()
   t.match(list.vms[1], { name: 'exhibit-b', state: 'maintenance', maintenance: { reason: 'closed' }, schedule: { open: false, next_action: { kind: 'open' } } })
   t.equal(list.vms[0].schedule, null)
+  t.match((await app.inject({ url: '/api/v1/vms/exhibit-b/status' })).json(), { schedule: { timezone: 'Europe/Berlin', open: false, next_change: '2026-11-30T08:00:00.000Z' } }, 'status shows the next opening (B opens Mondays only)')
+  t.match((await app.inject({ url: '/api/v1/status' })).json(), { schedule: null, screen: { enabled: false } })
   const screen = await app.inject({ url: '/api/v1/vms/exhibit-b/screen.png' })
   t.equal(screen.statusCode, 409, 'no screen while shut off')
   t.match(screen.json().error.message, /shutoff/)

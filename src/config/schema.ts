@@ -93,7 +93,9 @@ export const alertsSchema = z.strictObject({
 export const configSchema = z.strictObject({
   libvirt_uri: z.string().min(1).default('test:///default').describe('libvirt connection URI: qemu:///system on a museum host; test:///default is libvirt\'s in-process test driver.'),
   vm_name: vmNameSchema.default('test').describe('The libvirt domain of the (default) exhibit VM.'),
-  timezone: z.string().refine(isValidTimeZone, 'not an IANA time zone (e.g. Europe/Berlin, UTC)').default(systemTimeZone()).describe('The zone of opening hours and preventive reverts (default: the system\'s).'),
+  timezone: z.string().transform((zone) => zone === 'system' ? systemTimeZone() : zone)
+    .refine(isValidTimeZone, 'not an IANA time zone (e.g. Europe/Berlin, UTC), nor "system"').prefault('system')
+    .describe('The zone of opening hours and preventive reverts: an IANA name, or "system" (the host\'s zone).'),
   ...withDefaults(vmSettingsShape, VM_DEFAULTS),
   heartbeat_check_interval: seconds(0.05).default(5).describe('Safety-net poll of the VM state, in case a libvirt lifecycle event was missed. Deadlines use timers, not this poll.'),
   maintenance_minutes: z.number().min(1).default(30).describe('Default length of maintenance (auto-revert off) when a technician does not give one.'),

@@ -19,6 +19,7 @@ declare module 'fastify' {
 /** Distinct `reason` label values kept per VM; the rest become "other" (guests choose reasons). */
 const MAX_REASONS_PER_VM = 20
 
+/* eslint-disable no-new -- prom-client metrics register themselves (`registers`); most are only read through their collect() */
 export default fp(async function metricsPlugin (app: FastifyInstance) {
   const register = new Registry()
   collectDefaultMetrics({ register, prefix: 'kvw_' })

@@ -4,8 +4,10 @@ import type { FastifyPluginAsync } from 'fastify'
 import eventsRoutes from './events.ts'
 import guestRoutes from './guest.ts'
 import snapshotRoutes from './snapshots.ts'
-import statusRoutes, { vmListRoutes } from './status.ts'
+import statusRoutes from './status.ts'
+import screenRoutes from './screen.ts'
 import technicianRoutes from './technician.ts'
+import vmListRoutes from './vms.ts'
 
 const perVmRoutes: FastifyPluginAsync = async (app) => {
   await app.register(guestRoutes)
@@ -13,6 +15,7 @@ const perVmRoutes: FastifyPluginAsync = async (app) => {
   await app.register(snapshotRoutes)
   await app.register(statusRoutes)
   await app.register(eventsRoutes)
+  await app.register(screenRoutes)
 }
 
 const apiRoutes: FastifyPluginAsync = async (app) => {

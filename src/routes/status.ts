@@ -1,5 +1,5 @@
-// Read-only views: /status (what a technician checks first), /heartbeat/status (EVC's fields and
-// the ones its docs promised), and /vms (every watched VM at a glance).
+// Read-only views: /status (what a technician checks first) and /heartbeat/status (EVC's fields
+// and the ones its docs promised). /vms (every watched VM at a glance) is in vms.ts.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { WatchdogView } from '../heartbeat/watchdog.ts'
@@ -7,6 +7,7 @@ import type { VmContext } from '../plugins/vms.ts'
 import { VERSION } from '../version.ts'
 import { errorResponses } from './schemas.ts'
 import { resolveVm } from './vm-context.ts'
+import { scheduleViewSchema, screenViewSchema } from './vms.ts'
 
 const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString())
 const vmQuery = z.object({ vm: z.string().max(64).optional() })
@@ -131,12 +132,9 @@ const statusSchema = z.object({
   snapshot_problems: z.array(z.string()),
   auto_revert_enabled: z.boolean(),
   watchdog: watchdogSchema,
-  heartbeat: heartbeatStatusSchema
-})
-
-const vmsSchema = z.object({
-  default_vm: z.string(),
-  vms: z.array(z.object({ name: z.string(), state: z.string(), seconds_since_last: z.number().nullable(), auto_revert_enabled: z.boolean(), vm_running: z.boolean().nullable() }))
+  heartbeat: heartbeatStatusSchema,
+  schedule: scheduleViewSchema.nullable().describe('Opening hours: open now, the next action (null: no schedule, always open)'),
+  screen: screenViewSchema.describe('Frozen-screen detection')
 })
 
 async function vmStatus (app: Parameters<FastifyPluginAsyncZod>[0], vm: VmContext): Promise<z.infer<typeof statusSchema>> {
@@ -171,7 +169,9 @@ async function vmStatus (app: Parameters<FastifyPluginAsyncZod>[0], vm: VmContex
     snapshot_problems: snapshot?.problems ?? (h.connected ? [] : ['libvirt is not reachable']),
     auto_revert_enabled: view.autoRevertEnabled,
     watchdog: watchdogStatus(view),
-    heartbeat: heartbeatStatus(view)
+    heartbeat: heartbeatStatus(view),
+    schedule: vm.scheduler?.view() ?? null,
+    screen: vm.screen.view()
   }
 }
 
@@ -186,20 +186,6 @@ const statusRoutes: FastifyPluginAsyncZod = async (app) => {
     config: { access: 'read' },
     schema: { summary: 'Heartbeat status (exhibition-vm-controller\'s fields, plus is_healthy and seconds_since_last)', querystring: vmQuery, response: { 200: heartbeatStatusSchema, ...errorResponses(400, 401, 403, 404, 429) } }
   }, async (request) => heartbeatStatus(resolveVm(app, request, request.query.vm).watchdog.view()))
-}
-
-/** GET /api/v1/vms: registered once. */
-export const vmListRoutes: FastifyPluginAsyncZod = async (app) => {
-  app.get('/vms', {
-    config: { access: 'read' },
-    schema: { summary: 'Every watched VM and its watchdog state', response: { 200: vmsSchema, ...errorResponses(401, 403, 429) } }
-  }, async () => ({
-    default_vm: app.defaultVm,
-    vms: [...app.vms.values()].map((vm) => {
-      const view = vm.watchdog.view()
-      return { name: vm.name, state: view.state, seconds_since_last: view.secondsSinceLast, auto_revert_enabled: view.autoRevertEnabled, vm_running: view.vmRunning }
-    })
-  }))
 }
 
 export default statusRoutes

@@ -6,7 +6,6 @@
 import type { ServerResponse } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
-import { z } from 'zod'
 import { AppError } from '../errors.ts'
 import { watchedVms, type WatchdogView } from '../plugins/observe.ts'
 

@@ -3,7 +3,10 @@
 // scripts send nothing; `guest_addresses` in config maps addresses to VMs), else the default VM.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { AppError } from '../errors.ts'
+import { normalizeAddress } from '../plugins/security.ts'
 import type { VmContext } from '../plugins/vms.ts'
+
+export { normalizeAddress }
 
 export function resolveVm (app: FastifyInstance, request: FastifyRequest, explicit?: string): VmContext {
   const params = request.params as { vm?: string } | undefined
@@ -15,9 +18,4 @@ export function resolveVm (app: FastifyInstance, request: FastifyRequest, explic
   }
   const bySource = app.vmsByAddress.get(normalizeAddress(request.socket.remoteAddress ?? ''))
   return bySource ?? app.vms.get(app.defaultVm)!
-}
-
-/** "::ffff:10.0.2.15" and "10.0.2.15" are the same guest. */
-export function normalizeAddress (address: string): string {
-  return address.startsWith('::ffff:') ? address.slice(7) : address
 }

@@ -53,7 +53,7 @@ t.test('CLI: doctor prints one line per check and exits 1 when one fails; --json
   const ok = runCli(['doctor', '--config', good])
   t.equal(ok.status, 0, ok.stdout + ok.stderr)
   t.match(ok.stdout, new RegExp(`^ok   config: config ${good.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is valid \\(1 VM: test\\)$`, 'm'))
-  t.match(ok.stdout, /^ok   domain:test: domain "test" exists and is running/m)
+  t.match(ok.stdout, /^ok {3}domain:test: domain "test" exists and is running/m)
   t.match(ok.stdout, /^\d+ ok, \d+ warn, 0 fail$/m)
   t.equal(ok.stdout.split('\n').filter((l) => /^(ok|warn|fail) /.test(l)).length, 19, 'one line per check')
 
@@ -92,7 +92,8 @@ t.test('GET /api/v1/doctor: the same checks, as JSON, from inside the service', 
   t.equal(body.checks.length, 19)
   t.match(body.checks.find((c) => c.id === 'api_port'), { level: 'ok', message: '0.0.0.0:8000 is this service\'s: it answered this request' })
   t.match(body.checks.find((c) => c.id === 'domain:test'), { level: 'ok' })
-  t.match(body.checks.find((c) => c.id === 'heartbeats:test'), { level: 'warn', message: /this service has no watchdog for "test"/ })
+  t.match(body.checks.find((c) => c.id === 'heartbeats:test'), { level: 'warn', message: 'no heartbeat from "test" since the service started; watchdog state: starting' })
+  t.match(body.checks.find((c) => c.id === 'watchdog:test'), { level: 'ok', message: /\(watchdog\)$/ })
   t.equal(Object.values(body.counts).reduce((a, b) => a + b, 0), 19)
   // Two requests at once share one run.
   const [a, b] = await Promise.all([app.inject('/api/v1/doctor'), app.inject('/api/v1/doctor')])

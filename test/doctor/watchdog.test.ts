@@ -132,3 +132,21 @@ t.test('reverts from the audit trail: few (ok), at max_reverts (warn), failures 
   await audit.close()
   await audit2.close()
 })
+
+t.test('heartbeats from the CLI: asks the running service on loopback (ok)', async (t) => {
+  const { buildApp } = await import('../../src/app.ts')
+  const { parseConfig } = await import('../../src/config/load.ts')
+  const { openHypervisor } = await import('../../src/libvirt/index.ts')
+  const svc = scratch(t)
+  const app = await buildApp({ config: parseConfig({ data_dir: join(svc.dir, 'data'), startup_grace: 3600 }, {}), hypervisor: openHypervisor('test:///default', { reconnect: false }) })
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const port = (app.server.address() as import('node:net').AddressInfo).port
+  const hb = await app.inject({ method: 'GET', url: '/api/v1/heartbeat?seq=7', remoteAddress: '192.168.122.57' })
+  t.equal(hb.statusCode, 200, hb.body)
+
+  const s = scratch(t, { config: { api_host: '127.0.0.1', api_port: port } })
+  const r = await s.run(heartbeatsCheck('test'))
+  t.equal(r.level, 'ok', r.message)
+  t.match(r.message, /^last heartbeat from "test" \d+ s ago from 192\.168\.122\.57 \(matches the domain's network\)$/)
+})

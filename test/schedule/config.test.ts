@@ -34,6 +34,8 @@ t.test('top-level values are the defaults of vms entries; an entry\'s own block 
 
 t.test('errors name the key path and say what to write', async (t) => {
   t.match(problems({ timezone: 'Mars/Olympus' }), [/^timezone: not an IANA time zone/])
+  t.equal(parseConfig({ timezone: 'system' }, {}).config.timezone, systemTimeZone(), '"system": the host\'s zone')
+  t.equal(parseConfig({ timezone: 'America/New_York' }, {}).config.timezone, 'America/New_York')
   t.match(problems({ schedule: { hours: { mon: '9-18' } } }), [/^schedule\.hours\.mon: "9-18" is not a time range: write HH:MM-HH:MM/])
   t.match(problems({ schedule: { hours: { fri: '18:00-02:00' } } }), [/^schedule\.hours\.fri: .*ends before it starts.*18:00-24:00/])
   t.match(problems({ schedule: { hours: { monday: '09:00-18:00' } } }), [/^schedule\.hours\.monday: unknown key/])

@@ -8,7 +8,6 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.ts'
 import { parseConfig } from '../../src/config/load.ts'
 import { openHypervisor } from '../../src/libvirt/index.ts'
-import vmsPlugin from '../../src/plugins/vms.ts'
 
 export const TOKEN = 'correct-horse-battery-staple-42'
 
@@ -30,8 +29,6 @@ export async function testApp (t: Test, options: TestAppOptions = {}): Promise<F
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.clock ? { clock: options.clock } : {})
   })
-  // Until app.ts registers the watchdogs itself (the lead wires it), do it here.
-  if (!app.hasDecorator('watchdogs')) await app.register(vmsPlugin)
   if (options.probes) {
     for (const access of ['guest', 'admin', 'read'] as const) {
       app.route({ method: ['GET', 'POST'], url: `/probe/${access}`, config: { access }, handler: async () => ({ ok: access }) })

@@ -2,7 +2,7 @@
 // loopback-only admin without a token, read access, rate limits, the admin listener, and that
 // the token never reaches a log line or a response.
 import t from 'tap'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'

@@ -34,14 +34,13 @@ async function unitState (ctx: DoctorContext, unit: string): Promise<UnitState> 
 
 const ENABLED = new Set(['enabled', 'enabled-runtime', 'static', 'alias', 'indirect', 'generated'])
 
-async function checkUnit (ctx: DoctorContext, unit: string, optional: boolean): Promise<Finding> {
+async function checkUnit (ctx: DoctorContext, unit: string): Promise<Finding> {
   if (!await systemdIsPid1(ctx)) {
     return { level: 'warn', message: `systemd is not running here (PID 1 is not systemd): cannot check ${unit}` }
   }
   const s = await unitState(ctx, unit)
   if (s.problem) return { level: 'warn', message: `cannot ask systemd about ${unit}: ${s.problem}` }
   if (s.enabled === 'not-found') {
-    if (optional) return { level: 'ok', message: `${unit} is not installed (fine on a host without a screen)` }
     return { level: 'warn', message: `${unit} is not installed: nothing starts the watchdog at boot`, fix: 'sudo ./scripts/install.sh (docs/install.md)' }
   }
   const enabled = ENABLED.has(s.enabled)
@@ -49,20 +48,27 @@ async function checkUnit (ctx: DoctorContext, unit: string, optional: boolean): 
   const state = `${s.enabled}, ${s.active}`
   if (enabled && active) return { level: 'ok', message: `${unit} is ${state}` }
   const fix = `sudo systemctl enable --now ${unit}${active ? '' : `; if it keeps failing: journalctl -u ${unit.replace(/\.service$/, '')} -o cat | tail`}`
-  if (!active) return { level: optional ? 'warn' : 'fail', message: `${unit} is ${state}: not running`, fix }
+  if (!active) return { level: 'fail', message: `${unit} is ${state}: not running`, fix }
   return { level: 'warn', message: `${unit} is ${state}: it will not start at boot`, fix }
 }
 
 export const systemdCheck: Check = {
   id: 'systemd',
   async run (ctx) {
-    return checkUnit(ctx, SERVICE_UNIT, false)
+    return checkUnit(ctx, SERVICE_UNIT)
   }
 }
 
 export const viewerCheck: Check = {
   id: 'systemd_viewer',
   async run (ctx) {
-    return checkUnit(ctx, VIEWER_UNIT, true)
+    // A user unit (/etc/systemd/user), started by the kiosk session's autostart: its running
+    // state lives in that user's systemd, so only its installation is visible from here.
+    if (!await systemdIsPid1(ctx)) return { level: 'warn', message: `systemd is not running here (PID 1 is not systemd): cannot check ${VIEWER_UNIT}` }
+    const r = await ctx.host.run('systemctl', ['--global', 'is-enabled', VIEWER_UNIT], 3000)
+    if (r.error !== undefined) return { level: 'warn', message: `cannot ask systemd about ${VIEWER_UNIT}: systemctl: ${r.error}` }
+    const word = r.stdout.trim().split('\n')[0] || (/not found|No such file/i.test(r.stderr) ? 'not-found' : 'unknown')
+    if (word === 'not-found') return { level: 'ok', message: `${VIEWER_UNIT} is not installed (fine on a host without a screen)` }
+    return { level: 'ok', message: `${VIEWER_UNIT} is installed as a user unit (${word}); the kiosk session starts it: check there with systemctl --user status kiosk-viewer` }
   }
 }

@@ -1,0 +1,56 @@
+// Shared by the benchmarks: statistics, argument parsing, which service build to run.
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { REPO_ROOT } from '../test/e2e/service-harness.ts'
+
+export interface Stats { n: number, median: number, p95: number, max: number, min: number, mean: number }
+
+/** Nearest-rank statistics of SAMPLES (ms or any unit). */
+export function stats (samples: readonly number[]): Stats {
+  if (samples.length === 0) return { n: 0, median: NaN, p95: NaN, max: NaN, min: NaN, mean: NaN }
+  const sorted = [...samples].sort((a, b) => a - b)
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
+  return {
+    n: sorted.length,
+    median: at(0.5),
+    p95: at(0.95),
+    max: sorted[sorted.length - 1]!,
+    min: sorted[0]!,
+    mean: sorted.reduce((a, b) => a + b, 0) / sorted.length
+  }
+}
+
+export const ms = (value: number) => `${Number.isNaN(value) ? '-' : Math.round(value)} ms`
+
+/** "median 1234 ms  p95 1500 ms  max 1600 ms  (n=10)" */
+export function describe (s: Stats): string {
+  return `median ${ms(s.median).padStart(8)}  p95 ${ms(s.p95).padStart(8)}  max ${ms(s.max).padStart(8)}  min ${ms(s.min).padStart(8)}  (n=${s.n})`
+}
+
+export interface BenchArgs {
+  runs: number
+  /** Run the service from dist/ (`node dist/cli.js`, after `npm run build`) instead of src/ through tsx. */
+  dist: boolean
+  values: Record<string, string | boolean | undefined>
+}
+
+/** --runs N (default defaultRuns), --dist, plus extra string options. */
+export function benchArgs (defaultRuns: number, extra: Record<string, { type: 'string' | 'boolean' }> = {}): BenchArgs {
+  const { values } = parseArgs({ options: { runs: { type: 'string' }, dist: { type: 'boolean' }, ...extra }, allowPositionals: false })
+  const runs = values.runs === undefined ? defaultRuns : Number(values.runs)
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a whole number >= 1, got ${String(values.runs)}`)
+  const dist = values.dist === true
+  if (dist && !existsSync(join(REPO_ROOT, 'dist', 'heartbeat', 'watchdog.js'))) throw new Error('--dist: dist/ is missing or stale; run `npm run build` first')
+  return { runs, dist, values: values as Record<string, string | boolean | undefined> }
+}
+
+/** The node arguments that run the service: src/ through tsx, or dist/ (--dist). */
+export function serviceEntry (dist: boolean): string[] {
+  return dist ? [join(REPO_ROOT, 'dist', 'cli.js')] : ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli.ts')]
+}
+
+/** Table-ish line: label padded, then text. */
+export function line (label: string, text: string): string {
+  return `  ${label.padEnd(46)} ${text}`
+}

@@ -1,0 +1,135 @@
+// The dashboard in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core)
+// against the real app on 127.0.0.1: live heartbeat age over SSE, a revert from its button, the
+// admin-token prompt. Leaves a screenshot in test/artifacts/dashboard.png.
+import t from 'tap'
+import { mkdirSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import type { FastifyInstance } from 'fastify'
+import { debianTool } from '../helpers/debian-tool.ts'
+import { TOKEN, testApp } from '../security/helpers.ts'
+
+const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url))
+const browserTool = debianTool('chromium', 'chromium')
+const skip = 'skip' in browserTool ? browserTool.skip : false
+
+// Run inside the page by playwright (this file is compiled without the DOM library).
+declare const document: { querySelector (selector: string): { textContent: string | null } | null }
+declare const sessionStorage: { getItem (key: string): string | null, setItem (key: string, value: string): void }
+
+async function launch (): Promise<Browser> {
+  if ('skip' in browserTool) throw new Error(browserTool.skip)
+  return await chromium.launch({
+    executablePath: browserTool.path,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic']
+  })
+}
+
+async function serve (app: FastifyInstance): Promise<string> {
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+}
+
+/** Seconds shown in the card's "last heartbeat" field, or null. */
+async function shownAge (page: Page): Promise<number | null> {
+  const text = await page.locator('[data-vm="test"] [data-field="age"]').textContent()
+  const m = /^([\d.]+) s ago$/.exec(text ?? '')
+  return m ? Number(m[1]) : null
+}
+
+t.test('live state, heartbeat age and a revert from the button', { skip }, async (t) => {
+  const app = await testApp(t)
+  const url = await serve(app)
+  const browser = await launch()
+  t.teardown(() => browser.close())
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
+  const problems: string[] = []
+  page.on('console', (msg) => { if (msg.type() === 'error') problems.push(msg.text()) })
+  page.on('pageerror', (err) => problems.push(err.message))
+  page.on('dialog', (dialog) => { dialog.accept().catch(() => undefined) }) // the revert's confirm()
+
+  const response = await page.goto(`${url}/`)
+  t.equal(new URL(page.url()).pathname, '/ui/', '/ redirects a browser to /ui/')
+  t.match(response?.headers()['content-security-policy'], /script-src 'self'/)
+  const card = page.locator('[data-vm="test"]')
+  await card.waitFor({ timeout: 10_000 })
+  await page.locator('#live[data-live="live"]').waitFor({ timeout: 5000 })
+  t.equal(await card.locator('[data-field="state"]').textContent(), 'starting')
+  t.equal(await card.locator('[data-field="age"]').textContent(), 'none yet')
+
+  // Heartbeats over HTTP, as the guest sends them.
+  const beat = async (seq: number) => {
+    const res = await fetch(`${url}/api/v1/heartbeat?seq=${seq}`)
+    t.equal(res.status, 200, `heartbeat ${seq} accepted`)
+  }
+  await beat(1)
+  await page.locator('[data-vm="test"] [data-field="state"][data-state="healthy"]').waitFor({ timeout: 3000 })
+  await page.waitForFunction(() => /s ago$/.test(document.querySelector('[data-vm="test"] [data-field="age"]')?.textContent ?? ''), null, { timeout: 3000 })
+  await page.waitForTimeout(1600) // the age must visibly grow: that is the feature under test
+  const grown = await shownAge(page)
+  t.ok(grown !== null && grown >= 1.2, `age counts up without heartbeats (${grown} s)`)
+  await beat(2)
+  await page.waitForFunction(() => {
+    const m = /^([\d.]+) s ago$/.exec(document.querySelector('[data-vm="test"] [data-field="age"]')?.textContent ?? '')
+    return m !== null && Number(m[1]) < 1
+  }, null, { timeout: 3000 })
+  t.pass('a new heartbeat resets the age on the page')
+  t.match(await card.locator('[data-field="heartbeats"]').textContent(), /^2 \(seq 2\)/)
+
+  // Revert from the button (no token configured, loopback: allowed).
+  const reverted = new Promise<void>((resolve) => {
+    app.watchdogs.get('test')!.on('revert', (e) => { if (e.phase === 'finish') resolve() })
+  })
+  await card.locator('button[data-action="revert"]').click()
+  await page.locator('#message[data-kind="ok"]').waitFor({ timeout: 5000 })
+  t.match(await page.locator('#message').textContent(), /Revert started|already under way/)
+  await reverted
+  t.pass('the watchdog reverted the VM')
+  await page.waitForFunction(() => /dashboard \(technician\)/.test(document.querySelector('[data-vm="test"] [data-field="last-revert"]')?.textContent ?? ''), null, { timeout: 5000 })
+  t.pass('the card shows the last revert with its reason')
+  await page.locator('#history tbody tr', { hasText: 'dashboard' }).first().waitFor({ timeout: 5000 })
+  t.pass('the revert is in the history table')
+
+  await beat(3) // back to healthy after the revert: the screenshot shows a live, green card
+  await page.locator('[data-vm="test"] [data-field="state"][data-state="healthy"]').waitFor({ timeout: 5000 })
+  mkdirSync(ARTIFACTS, { recursive: true })
+  await page.screenshot({ path: `${ARTIFACTS}dashboard.png`, fullPage: true })
+  t.same(problems, [], 'no console errors (CSP violations included)')
+})
+
+t.test('actions ask for the admin token once and keep it for the tab', { skip }, async (t) => {
+  const app = await testApp(t, { config: { security: { admin_token: TOKEN } } })
+  const url = await serve(app)
+  const browser = await launch()
+  t.teardown(() => browser.close())
+  const page = await browser.newPage()
+  const dialogs: string[] = []
+  page.on('dialog', (dialog) => {
+    dialogs.push(dialog.type())
+    const answered = dialog.type() === 'prompt' ? dialog.accept(TOKEN) : dialog.accept()
+    answered.catch(() => undefined)
+  })
+  await page.goto(`${url}/ui/`)
+  const card = page.locator('[data-vm="test"]')
+  await card.waitFor({ timeout: 10_000 })
+
+  await card.locator('button[data-action="maintenance-on"]').click()
+  await page.locator('[data-vm="test"] [data-field="state"][data-state="maintenance"]').waitFor({ timeout: 5000 })
+  t.same(dialogs, ['prompt'], 'asked for the token after the 401')
+  t.equal(await page.evaluate(() => sessionStorage.getItem('kvw.adminToken')), TOKEN, 'kept in sessionStorage')
+  t.match(await card.locator('[data-field="maintenance"]').textContent(), /^technician until/)
+
+  await card.locator('button[data-action="maintenance-off"]').click()
+  await page.locator('[data-vm="test"] [data-field="state"]:not([data-state="maintenance"])').waitFor({ timeout: 5000 })
+  t.same(dialogs, ['prompt'], 'not asked again')
+
+  // A wrong token is refused and forgotten.
+  await page.evaluate(() => sessionStorage.setItem('kvw.adminToken', 'wrong-token-0123456789'))
+  page.removeAllListeners('dialog')
+  page.on('dialog', (dialog) => { dialog.dismiss().catch(() => undefined) })
+  await card.locator('button[data-action="maintenance-on"]').click()
+  await page.locator('#message[data-kind="error"]').waitFor({ timeout: 5000 })
+  t.match(await page.locator('#message').textContent(), /needs the admin token/)
+  t.equal(app.watchdogs.get('test')!.view().maintenance, null, 'nothing changed')
+})
