@@ -8,13 +8,14 @@
 //   node --import tsx bench/detection.ts [--runs 10] [--dist]
 import { virsh } from '../test/e2e/harness.ts'
 import { revertCycle, ServiceRig } from '../test/e2e/service-harness.ts'
-import { benchArgs, describe, line, serviceEntry, stats } from './lib.ts'
+import { benchArgs, describe, line, loadNote, serviceEntry, stats } from './lib.ts'
 
 const args = benchArgs(10)
 const rig = new ServiceRig('kvw-bench-detection', { viaProxy: true, entry: serviceEntry(args.dist) })
 let failed = false
 try {
   console.log(`detection latency: real service (${args.dist ? 'dist/' : 'src/ via tsx'}) on a real TCG guest, heartbeat_timeout 4 s, ${args.runs} runs each`)
+  console.log(`before: ${loadNote()}`)
   await rig.start()
   await rig.takeSnapshot()
   const svc = rig.service!
@@ -38,12 +39,15 @@ try {
   }
 
   const destroyToStart: number[] = []
+  const destroyReturnedToStart: number[] = []
   for (let i = 0; i < args.runs; i++) {
     await beats.waitForBeat(15_000, Date.now())
     const destroyAt = Date.now()
     await virsh(['destroy', rig.name])
+    const destroyReturned = Date.now()
     const cycle = await revertCycle(svc, beats, destroyAt, (e) => e.reason === 'vm_not_running')
     destroyToStart.push(Date.parse(cycle.started.ts) - destroyAt)
+    destroyReturnedToStart.push(Date.parse(cycle.started.ts) - destroyReturned)
     process.stderr.write(`  destroy run ${i + 1}: ${Date.parse(cycle.started.ts) - destroyAt} ms\n`)
   }
 
@@ -53,6 +57,8 @@ try {
   console.log(line('last heartbeat seen -> revert started', describe(stats(lastBeatToStart))))
   console.log('crash (virsh destroy):')
   console.log(line('destroy call -> revert started', describe(stats(destroyToStart))))
+  console.log(line('destroy call returned -> revert started', describe(stats(destroyReturnedToStart))))
+  console.log(`after: ${loadNote()}`)
 } catch (err) {
   failed = true
   console.error(err)

@@ -1,5 +1,6 @@
 // Shared by the benchmarks: statistics, argument parsing, which service build to run.
 import { existsSync } from 'node:fs'
+import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { REPO_ROOT } from '../test/e2e/service-harness.ts'
@@ -53,4 +54,10 @@ export function serviceEntry (dist: boolean): string[] {
 /** Table-ish line: label padded, then text. */
 export function line (label: string, text: string): string {
   return `  ${label.padEnd(46)} ${text}`
+}
+
+/** "load average 1.2 0.9 0.7 on 2 cores": benchmarks on a shared machine need this next to them. */
+export function loadNote (): string {
+  const [a, b, c] = loadavg()
+  return `load average ${a!.toFixed(2)} ${b!.toFixed(2)} ${c!.toFixed(2)} on ${availableParallelism()} cores`
 }

@@ -79,7 +79,7 @@ function cell (text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\n/g, ' ')
 }
 
-/** Defaults that depend on the machine the docs are generated on: described, not shown. */
+/** Parsed defaults that depend on the machine the docs are generated on: described, not shown. */
 const MACHINE_DEFAULTS: Record<string, string> = { timezone: 'the system\'s time zone' }
 
 /** Values after parsing an empty config: defaults the JSON Schema cannot show (behind a pipe). */
@@ -91,9 +91,10 @@ function parsedDefault (path: string): unknown {
 }
 
 function defaultOf (root: JsonSchema, s: JsonSchema, path: string): string {
-  if (MACHINE_DEFAULTS[path]) return MACHINE_DEFAULTS[path]
   const { schema } = unwrap(root, s)
-  const d = s.default !== undefined ? s.default : schema.default !== undefined ? schema.default : parsedDefault(path)
+  const declared = s.default !== undefined ? s.default : schema.default
+  if (declared === undefined && MACHINE_DEFAULTS[path]) return MACHINE_DEFAULTS[path]
+  const d = declared !== undefined ? declared : parsedDefault(path)
   if (d === undefined) return '—'
   return `\`${cell(JSON.stringify(d)).replace(/\\\|/g, '|')}\``
 }

@@ -1,12 +1,16 @@
-// The only place that reads the config file, creates the logger, listens and handles signals.
-// On SIGTERM/SIGINT the app closes gracefully and the VM is left running: restarting the
-// service must never interrupt the exhibit.
+// The only place that reads the config file, creates the logger, listens, talks to systemd and
+// handles signals. On SIGTERM/SIGINT the app closes gracefully and the VM is left running:
+// restarting the service must never interrupt the exhibit.
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
 import { ConfigError, EXIT_CONFIG, loadConfig } from './config/load.ts'
-import { openHypervisor } from './libvirt/index.ts'
+import { openHypervisor, type Hypervisor } from './libvirt/index.ts'
 import { createLogger } from './logger.ts'
+import { createNotifier, type Notifier } from './systemd/notify.ts'
 import { VERSION } from './version.ts'
+
+/** How long READY=1 waits for libvirt; past it systemd hears "ready, waiting for libvirt". */
+const READY_WAIT_FOR_LIBVIRT_MS = 90_000
 
 export async function serve (configFile: string | null, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   let loaded
@@ -29,13 +33,39 @@ export async function serve (configFile: string | null, env: NodeJS.ProcessEnv =
     reconnectMaxMs: config.libvirt_reconnect_max * 1000,
     log: log.child({ component: 'libvirt' })
   })
+  const notifier = createNotifier(log.child({ component: 'systemd' }))
   const app = await buildApp({ config: loaded, hypervisor, logger: log })
 
+  // systemd's watchdog: pinged from the event loop, so a hung process stops pinging and is
+  // restarted. libvirt being down is not a reason to withhold pings: the binding reconnects.
+  let stopPings = () => {}
   closeWithGrace({ delay: 15_000, logger: log }, async ({ signal, err }) => {
     if (err) log.error({ err }, 'stopping after an unexpected error')
     else log.info({ signal }, 'stopping; the VM is left as it is')
+    stopPings()
+    notifier.stopping()
     await app.close()
   })
 
   await app.listen({ host: config.api_host, port: config.api_port })
+  if (config.security.admin_port !== undefined) await app.listenAdmin()
+  stopPings = notifier.startWatchdog(() => true)
+  announceReady(notifier, hypervisor, `listening on ${config.api_host}:${config.api_port}`).catch((err: unknown) => log.warn({ err }, 'cannot notify systemd'))
+}
+
+/** READY=1 once the API listens and libvirt is connected (or after a bounded wait for libvirt). */
+async function announceReady (notifier: Notifier, hypervisor: Hypervisor, listening: string): Promise<void> {
+  if (!hypervisor.connected) {
+    notifier.status(`${listening}; waiting for libvirt at ${hypervisor.uri}`)
+    const connected = new Promise<void>((resolve) => {
+      const off = hypervisor.onConnection((event) => { if (event.type === 'connected') { off(); resolve() } })
+    })
+    await Promise.race([connected, sleep(READY_WAIT_FOR_LIBVIRT_MS)])
+  }
+  const libvirt = hypervisor.connected ? `libvirt ${hypervisor.uri} connected` : `libvirt ${hypervisor.uri} not reachable yet (retrying)`
+  notifier.ready(`${listening}; ${libvirt}`)
+}
+
+function sleep (ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref())
 }

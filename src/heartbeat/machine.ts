@@ -27,7 +27,8 @@ export const GUEST_REVERT_MIN_INTERVAL_DEFAULT = 60
 /** The watch phase. 'reverting' while a revert runs or waits to be retried. */
 export type Phase = 'starting' | 'healthy' | 'late' | 'reverting' | 'grace'
 export type PublicState = Phase | 'maintenance' | 'exhausted'
-export type RequestSource = 'guest' | 'technician' | 'schedule'
+/** Who asks for a revert: the guest, a technician, the opening-hours schedule, or the frozen-screen detector. */
+export type RequestSource = 'guest' | 'technician' | 'schedule' | 'screen'
 
 export interface RevertJob {
   reason: string
@@ -519,8 +520,9 @@ function onRevertRequested (c: Ctx, e: Extract<MachineEvent, { type: 'revert_req
     c.outcome = { outcome: 'coalesced', why: s.revert !== null ? `a revert (${s.revert.reason}) is under way` : 'a revert just finished; waiting for the first heartbeat' }
   } else if (e.source === 'guest' && s.lastGuestRevertAt !== null && c.now - s.lastGuestRevertAt < c.t.guestMinMs) {
     refuse(c, `the guest caused a revert ${Math.round((c.now - s.lastGuestRevertAt) / 1000)} s ago; at most one every ${c.t.guestMinMs / 1000} s`)
-  } else if (e.source === 'guest') {
-    const r = triggerAuto(c, reason, 'guest', null, null)
+  } else if (e.source === 'guest' || e.source === 'screen') {
+    // A frozen screen is detected like a hang: it counts toward the loop limit as a timeout does.
+    const r = e.source === 'guest' ? triggerAuto(c, reason, 'guest', null, null) : triggerAuto(c, reason, 'auto', 'screen detector', null)
     c.outcome = r === 'started' ? { outcome: 'started' } : { outcome: 'refused', why: `revert limit reached: ${c.s.exhausted?.reason ?? 'exhausted'}` }
   } else {
     startRevert(c, { reason, source: 'schedule', detail: null, escalate: false, dueAt: null })

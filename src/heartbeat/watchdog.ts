@@ -118,7 +118,7 @@ export type WatchdogEvents = {
 
 export interface HeartbeatInput { seq?: number | undefined, status?: string | undefined, source?: string | undefined }
 
-const REVERT_SOURCES_ALLOWED: readonly RequestSource[] = ['guest', 'technician', 'schedule']
+const REVERT_SOURCES_ALLOWED: readonly RequestSource[] = ['guest', 'technician', 'schedule', 'screen']
 /** setTimeout overflows past 2^31-1 ms; a far deadline is approached in steps. */
 const MAX_TIMER_MS = 24 * 3600 * 1000
 

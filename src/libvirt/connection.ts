@@ -68,25 +68,35 @@ function setupProcess (lib: LibvirtFfi): void {
   processSetupDone = true
 }
 
+/**
+ * libvirt's default event loop, run on one libuv worker while any connection is open. Its
+ * callbacks into JS need the main thread, so the loop must have stopped before the process
+ * exits: process.exit joins the worker threads, and a worker waiting for the main thread would
+ * never join. release() therefore resolves only once the last iteration has returned.
+ */
 const eventLoop = {
   refs: 0,
   running: false,
   wakeTimer: -1,
   wakeCallback: null as unknown,
+  stopped: Promise.resolve(),
+  markStopped: () => {},
   retain (lib: LibvirtFfi): void {
     this.refs++
     if (!this.running) {
       this.running = true
+      this.stopped = new Promise((resolve) => { this.markStopped = resolve })
       this.iterate(lib)
     }
   },
-  release (lib: LibvirtFfi): void {
+  release (lib: LibvirtFfi): Promise<void> {
     this.refs--
     if (this.refs === 0 && this.running && this.wakeTimer < 0) {
       // virEventRunDefaultImpl blocks in poll(); a zero timeout makes it return so the loop can end.
       this.wakeCallback ??= koffi.register(() => {}, koffi.pointer(lib.types.TimeoutCallback))
       this.wakeTimer = lib.virEventAddTimeout(0, this.wakeCallback, null, null) as number
     }
+    return this.refs === 0 ? this.stopped : Promise.resolve()
   },
   iterate (lib: LibvirtFfi): void {
     lib.virEventRunDefaultImpl.async((_err: Error | null) => {
@@ -94,8 +104,12 @@ const eventLoop = {
         lib.virEventRemoveTimeout(this.wakeTimer)
         this.wakeTimer = -1
       }
-      if (this.refs > 0) this.iterate(lib)
-      else this.running = false
+      if (this.refs > 0) {
+        this.iterate(lib)
+      } else {
+        this.running = false
+        this.markStopped()
+      }
     })
   }
 }
@@ -247,9 +261,11 @@ export class LibvirtHypervisor implements Hypervisor {
     if (this.#lifecycleCb !== null) koffi.unregister(this.#lifecycleCb as bigint)
     if (this.#closeCb !== null) koffi.unregister(this.#closeCb as bigint)
     this.#lifecycleCb = this.#closeCb = null
-    if (this.#retained) eventLoop.release(this.#lib)
+    const retained = this.#retained
     this.#retained = false
     this.#events.removeAllListeners()
+    // Resolves once libvirt's event thread is idle, so that exiting right after close() is safe.
+    if (retained) await eventLoop.release(this.#lib)
   }
 
   onLifecycle (listener: (event: LifecycleEvent) => void): () => void {

@@ -1,10 +1,14 @@
 // Turns every error into `{ error: { code, message, details? } }` with a code from the one
 // registry in src/errors.ts. 4xx messages say what is wrong with the request; 5xx messages are
 // the registry's fixed text (the cause goes to the log, not to the client).
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
 import { AppError, ERROR_CODES, type ErrorBody, type ErrorCode } from '../errors.ts'
 import { LibvirtError } from '../libvirt/index.ts'
+
+/** The router's maxParamLength (app.ts); named in the error for a longer path segment. */
+const MAX_PARAM_LENGTH = 200
 
 /** Maps any thrown value to an AppError. */
 export function toAppError (err: unknown): AppError {
@@ -20,10 +24,31 @@ export function toAppError (err: unknown): AppError {
     const problems = err.validation.map((v) => `${v.instancePath.replace(/^\//, '').replace(/\//g, '.') || 'request'}: ${v.message}`)
     return new AppError('BAD_REQUEST', `${err.validationContext ?? 'request'} is not valid: ${problems.join('; ')}`)
   }
-  const byStatus: Record<number, ErrorCode> = { 400: 'BAD_REQUEST', 404: 'NOT_FOUND', 405: 'METHOD_NOT_ALLOWED', 413: 'PAYLOAD_TOO_LARGE', 415: 'UNSUPPORTED_MEDIA_TYPE', 429: 'RATE_LIMITED' }
-  const code = e.statusCode !== undefined ? byStatus[e.statusCode] : undefined
-  if (code) return new AppError(code, e.message && e.statusCode! < 500 ? e.message : undefined)
+  if (e.code === 'FST_ERR_MAX_PARAM_LENGTH') return new AppError('BAD_REQUEST', `A path segment is longer than ${MAX_PARAM_LENGTH} characters`)
+  if (e.code === 'FST_ERR_BAD_URL') return new AppError('BAD_REQUEST', 'The URL is not valid (a broken %-escape?)')
+  const byStatus: Record<number, ErrorCode> = { 400: 'BAD_REQUEST', 401: 'UNAUTHORIZED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 405: 'METHOD_NOT_ALLOWED', 413: 'PAYLOAD_TOO_LARGE', 415: 'UNSUPPORTED_MEDIA_TYPE', 429: 'RATE_LIMITED' }
+  const status = typeof e.statusCode === 'number' ? e.statusCode : undefined
+  // Any other 4xx from Fastify or a plugin (e.g. @fastify/static's 403 for a path it refuses) is
+  // still the client's mistake, never an internal error.
+  const code = status === undefined ? undefined : (byStatus[status] ?? (status >= 400 && status < 500 ? 'BAD_REQUEST' : undefined))
+  if (code) return new AppError(code, e.message && status! < 500 ? e.message : undefined)
   return new AppError('INTERNAL', undefined, undefined, { cause: err })
+}
+
+function errorBody (appError: AppError): ErrorBody {
+  const message = appError.statusCode >= 500 ? ERROR_CODES[appError.code].message : appError.message
+  return { error: { code: appError.code, message, ...(appError.details ? { details: appError.details } : {}) } }
+}
+
+/**
+ * Fastify's `frameworkErrors` option (set it in the Fastify constructor: the router's own errors,
+ * a bad %-escape or an over-long path segment, never reach the error handler). Without it those
+ * answer Fastify's `{ error: "Bad Request", code: "FST_ERR_…" }`, not this API's envelope.
+ */
+export function frameworkErrors (err: Error, request: FastifyRequest, reply: FastifyReply): void {
+  const appError = toAppError(err)
+  request.log.info({ code: appError.code, msg: appError.message }, 'request refused')
+  reply.code(appError.statusCode).send(errorBody(appError))
 }
 
 export default fp(async function errorsPlugin (app) {
@@ -35,9 +60,7 @@ export default fp(async function errorsPlugin (app) {
     } else {
       request.log.info({ code: appError.code, msg: appError.message }, 'request refused')
     }
-    const message = status >= 500 ? ERROR_CODES[appError.code].message : appError.message
-    const body: ErrorBody = { error: { code: appError.code, message, ...(appError.details ? { details: appError.details } : {}) } }
-    return reply.code(status).send(body)
+    return reply.code(status).send(errorBody(appError))
   })
   app.setNotFoundHandler((request, reply) => {
     const body: ErrorBody = { error: { code: 'NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]}` } }

@@ -62,6 +62,7 @@ export default fp(async function vmsPlugin (app) {
       clock: app.clock,
       persistence: new StateFile(vmStatePath(config.data_dir, vmConfig.name), { log, parse: parsePersistedState }),
       audit: { append: appendAudit },
+      guestRevertMinInterval: config.security.guest_revert_min_interval,
       resolveSnapshot: () => snapshots.resolveRevertTarget(vmConfig.name, vmConfig.snapshot_name)
     })
     const scheduler = vmConfig.schedule === null

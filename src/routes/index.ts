@@ -1,6 +1,7 @@
 // The API under /api/v1. The per-VM routes are registered twice: at /api/v1 for the default VM
 // (exhibition-vm-controller's paths; old guest scripts) and at /api/v1/vms/{vm} for any VM.
 import type { FastifyPluginAsync } from 'fastify'
+import doctorRoutes from './doctor.ts'
 import eventsRoutes from './events.ts'
 import guestRoutes from './guest.ts'
 import snapshotRoutes from './snapshots.ts'
@@ -22,6 +23,7 @@ const apiRoutes: FastifyPluginAsync = async (app) => {
   await app.register(perVmRoutes)
   await app.register(perVmRoutes, { prefix: '/vms/:vm' })
   await app.register(vmListRoutes)
+  await app.register(doctorRoutes)
 }
 
 export default apiRoutes

@@ -101,8 +101,15 @@ function watchdogStatus (view: WatchdogView): z.infer<typeof watchdogSchema> {
     next_deadline: iso(view.nextDeadline),
     action: view.action,
     last_revert: r && {
-      at: iso(r.at)!, reason: r.reason, source: r.source, escalated: r.escalate, attempts: r.attempts,
-      duration_ms: r.durationMs, recovery_ms: r.recoveryMs, outcome: r.outcome, error: r.error
+      at: iso(r.at)!,
+      reason: r.reason,
+      source: r.source,
+      escalated: r.escalate,
+      attempts: r.attempts,
+      duration_ms: r.durationMs,
+      recovery_ms: r.recoveryMs,
+      outcome: r.outcome,
+      error: r.error
     },
     counters: {
       reverts: view.counters.reverts,

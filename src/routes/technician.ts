@@ -77,7 +77,9 @@ const technicianRoutes: FastifyPluginAsyncZod = async (app) => {
       const indefinite = request.query.indefinite === 'true' || request.query.indefinite === '1'
       const minutes = indefinite ? null : (request.query.minutes ?? app.config.config.maintenance_minutes)
       vm.watchdog.setMaintenance(minutes, 'technician')
-      const until = minutes === null ? null : new Date(app.clock.now() + minutes * 60_000).toISOString()
+      // The watchdog's own `until` (read once, rounded to the ms), so the answer matches /status.
+      const untilMs = vm.watchdog.view().maintenance?.until ?? null
+      const until = untilMs === null ? null : new Date(untilMs).toISOString()
       return { message: until ? `Auto-revert disabled until ${until}` : 'Auto-revert disabled until enabled again', details: { vm: vm.name, auto_revert_enabled: false, until } }
     }
   })

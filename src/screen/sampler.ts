@@ -20,11 +20,8 @@ export const WATCHING_STATES: readonly string[] = ['healthy', 'late']
 export const SCREEN_FROZEN = 'screen_frozen'
 export const SCREEN_ERROR_DIALOG = 'screen_error_dialog'
 
-/**
- * The source the watchdog is told. 'guest' until the watchdog has a source of its own for the
- * screen: it counts toward the revert-loop limit (max_reverts), as a frozen screen must.
- */
-export const SCREEN_REVERT_SOURCE = 'guest'
+/** The source the watchdog is told: it counts toward the revert-loop limit (max_reverts) as a hang does. */
+export const SCREEN_REVERT_SOURCE = 'screen'
 
 /** The part of a Watchdog the sampler needs. */
 export interface ScreenTarget {

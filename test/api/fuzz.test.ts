@@ -109,7 +109,7 @@ function randomBody (): string | undefined {
   }
 }
 
-interface Failure { request: string, status: number, body: string }
+interface Failure { request: string, status: number, problem: string, body: string }
 
 t.test(`fuzz: ${REQUESTS} malformed requests (seed ${SEED}) never give a 5xx or a non-JSON error`, async (t) => {
   const unhandled: unknown[] = []
@@ -155,13 +155,13 @@ t.test(`fuzz: ${REQUESTS} malformed requests (seed ${SEED}) never give a 5xx or 
             new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('no answer within 5 s')), 5000).unref())
           ])
         } catch (err) {
-          failures.push({ request: describe, status: -1, body: String(err) })
+          failures.push({ request: describe, status: -1, problem: 'no answer', body: String(err) })
           return
         }
         statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1
         if (res.statusCode === 403) forbidden++
         const problem = checkResponse(method, res)
-        if (problem) failures.push({ request: describe, status: res.statusCode, body: `${problem}: ${res.body.slice(0, 300)}` })
+        if (problem) failures.push({ request: describe, status: res.statusCode, problem, body: res.body.slice(0, 300) })
       })())
     }
     await Promise.all(batch)
@@ -172,7 +172,7 @@ t.test(`fuzz: ${REQUESTS} malformed requests (seed ${SEED}) never give a 5xx or 
   // One example per kind of failure (status and the start of the body), so a report stays readable.
   const kinds = new Map<string, Failure & { count: number }>()
   for (const f of failures) {
-    const key = `${f.status} ${f.body.replace(/'[^']*'/g, "'…'").slice(0, 90)}`
+    const key = `${f.status} ${f.problem} ${/"code":"(\w+)"/.exec(f.body)?.[1] ?? ''}`
     const seen = kinds.get(key)
     if (seen) seen.count++
     else kinds.set(key, { ...f, count: 1 })
@@ -199,8 +199,10 @@ t.test(`fuzz: ${REQUESTS} malformed requests (seed ${SEED}) never give a 5xx or 
   t.equal(beat.status, 200)
   t.equal(beat.body.details.state, 'healthy')
   const after = (await call(app, '/api/v1/status')).body
-  t.equal(after.vm_state, 'running')
+  // Not vm_state: the fuzz may have made the newest "ready" while the VM was stopped, and libvirt's
+  // test driver leaves a domain shut off after reverting to such a snapshot (QEMU boots it).
   t.equal(after.watchdog.state, 'healthy')
+  t.match(after.watchdog.last_revert, { reason: 'technician_start', attempts: 1, error: null })
   t.equal(after.heartbeat.last_seq, 1)
   await new Promise((resolve) => setImmediate(resolve))
   t.same(unhandled.map(String), [], 'no unhandled promise rejection')

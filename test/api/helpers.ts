@@ -17,6 +17,8 @@ export interface ApiAppOptions {
   config?: Record<string, unknown>
   uri?: string
   clock?: { now (): number }
+  /** Called before app.ready(): extra routes for a test. */
+  beforeReady?: (app: FastifyInstance) => void
   /** Do not close the app in teardown (the test closes it itself, e.g. to restart on the same data_dir). */
   manualClose?: boolean
 }
@@ -47,6 +49,7 @@ export async function apiApp (t: Test, options: ApiAppOptions = {}): Promise<Api
     ...(options.clock ? { clock: options.clock } : {})
   })
   if (!options.manualClose) t.teardown(() => app.close())
+  options.beforeReady?.(app)
   await app.ready()
   const lifecycle: LifecycleEvent[] = []
   const off = app.hypervisor.onLifecycle((e) => lifecycle.push(e))
@@ -77,8 +80,8 @@ export function assertError (t: Test, r: { status: number, body: any, res: Light
   t.match(r.res.headers['content-type'], /^application\/json/, 'error bodies are JSON')
   t.equal(r.body?.error?.code, code, `code ${code}`)
   t.type(r.body?.error?.message, 'string')
-  t.ok(r.body?.error?.message.length > 0, 'a human message')
-  if (message) t.match(r.body.error.message, message)
+  t.ok((r.body?.error?.message ?? '').length > 0, 'a human message')
+  if (message) t.match(r.body?.error?.message, message)
 }
 
 /**

@@ -336,6 +336,16 @@ export function waitForStatus (service: ServiceProcess, what: string, check: (st
   }, timeoutMs, 100)
 }
 
+/**
+ * The first heartbeat of the reverted guest: at or after `since` (Date.now() ms, when the revert
+ * began) and with a seq below the last one seen before it. The guest's counter only goes down by
+ * a revert; a beat of the old guest still in flight when the revert began has a higher seq.
+ */
+export function firstBeatAfterRevert (beats: BeatWatcher, since: number, timeoutMs: number): Promise<SeenBeat> {
+  const before = beats.beats.filter((b) => b.at < since).at(-1)?.seq ?? Infinity
+  return beats.waitForBeat(timeoutMs, since, (b) => b.seq !== null && b.seq < before)
+}
+
 /** What one revert looked like from outside: its audit entries, the first beat after it, the status once recovered. */
 export interface RevertCycle { started: AuditEntryView, finished: AuditEntryView, firstBeat: SeenBeat, status: any }
 
@@ -344,7 +354,7 @@ export async function revertCycle (service: ServiceProcess, beats: BeatWatcher, 
   const started = await waitForAudit(service, 'revert_started', 30_000, since, matches)
   const startedAt = Date.parse(started.ts)
   const finished = await waitForAudit(service, 'revert_finished', 30_000, startedAt, (e) => e.reason === started.reason)
-  const firstBeat = await beats.waitForBeat(60_000, startedAt)
+  const firstBeat = await firstBeatAfterRevert(beats, startedAt, 60_000)
   const status = await waitForStatus(service, 'healthy again after the revert', (s) =>
     s.watchdog.state === 'healthy' && s.watchdog.last_revert?.at === started.ts && s.watchdog.last_revert?.outcome === 'recovered', 30_000)
   return { started, finished, firstBeat, status }

@@ -519,6 +519,37 @@ t.test('guest revert requests: limit per interval, refused in maintenance, coale
   t.match(refused.outcome, { outcome: 'refused', why: /maintenance/ })
 })
 
+t.test('screen detector requests: count like a timeout, no guest interval, refused in maintenance, exhaust at the limit', async (t) => {
+  const sim = new Sim({ max_reverts: 2 })
+  sim.heartbeat(1)
+  sim.now += S
+  const first = sim.feed({ type: 'revert_requested', reason: 'screen_frozen', source: 'screen' })
+  t.same(first.outcome, { outcome: 'started' })
+  t.match(reverts(first.actions), [{ reason: 'screen_frozen', source: 'auto', escalate: false }])
+  t.equal(sim.state.recentReverts.length, 1, 'counts toward the loop limit')
+  t.equal(sim.state.lastGuestRevertAt, null, 'not a guest revert')
+  finish(sim)
+  sim.now += 2000
+  sim.heartbeat(2)
+  // The guest's minimum interval does not apply: a second frozen screen 2 s later is reverted.
+  t.same(sim.feed({ type: 'revert_requested', reason: 'screen_frozen', source: 'screen' }).outcome, { outcome: 'started' })
+  finish(sim)
+  sim.now += 2000
+  sim.heartbeat(3)
+  const third = sim.feed({ type: 'revert_requested', reason: 'screen_frozen', source: 'screen' })
+  t.match(reverts(third.actions), [{ escalate: true }], 'at the limit: the one escalated revert')
+  finish(sim)
+  sim.now += 2000
+  sim.heartbeat(4)
+  const fourth = sim.feed({ type: 'revert_requested', reason: 'screen_frozen', source: 'screen' })
+  t.match(fourth.outcome, { outcome: 'refused', why: /revert limit reached/ })
+  t.equal(sim.public, 'exhausted')
+
+  const m = new Sim()
+  m.feed({ type: 'maintenance_on', until: null })
+  t.match(m.feed({ type: 'revert_requested', reason: 'screen_frozen', source: 'screen' }).outcome, { outcome: 'refused', why: /maintenance/ })
+})
+
 t.test('schedule: closed is maintenance + shutdown; open reverts (each day starts fresh)', async (t) => {
   const sim = new Sim()
   sim.heartbeat(1)

@@ -178,3 +178,23 @@ t.test('in a child process: no libvirt output on stderr, and the process exits a
   t.equal(child.stderr, '', 'libvirt printed nothing')
   t.ok(Date.now() - started < 15_000, 'exited on its own (no event-loop thread left behind)')
 })
+
+t.test('process.exit right after close() does not hang (as close-with-grace does on SIGTERM)', async (t) => {
+  // A worker blocked in libvirt's event loop, waiting for the main thread, would never be joined
+  // by process.exit: close() must return only once that thread is idle.
+  const script = `
+    import { openHypervisor } from ${JSON.stringify(fileURLToPath(new URL('../../src/libvirt/index.ts', import.meta.url)))}
+    const h = openHypervisor('test:///default', { reconnect: false })
+    await h.connect()
+    h.onLifecycle(() => {})
+    await h.destroy('test')
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    await h.close()
+    process.exit(0)
+  `
+  const started = Date.now()
+  const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 })
+  t.equal(child.signal, null, 'not killed by the timeout')
+  t.equal(child.status, 0, child.stderr)
+  t.ok(Date.now() - started < 10_000)
+})

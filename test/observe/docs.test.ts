@@ -51,3 +51,16 @@ t.test('Swagger UI at /docs', async (t) => {
   t.match(ui.body, /swagger-ui/i)
   t.match(ui.headers['content-security-policy'], /default-src 'self'/, 'static CSP on')
 })
+
+t.test('GET /: browsers go to the dashboard, other clients get a pointer', async (t) => {
+  const app = await testApp(t)
+  const browser = await app.inject({ url: '/', headers: { accept: 'text/html,application/xhtml+xml' }, remoteAddress: '192.168.1.50' })
+  t.equal(browser.statusCode, 302)
+  t.equal(browser.headers.location, '/ui/')
+  const client = await app.inject({ url: '/', remoteAddress: '192.168.1.50' })
+  t.match(client.json(), { service: 'kiosk-vm-watchdog', web_ui: '/ui/', docs: '/docs' })
+  const ui = await app.inject({ url: '/ui/', remoteAddress: '192.168.1.50' })
+  t.equal(ui.statusCode, 200)
+  t.match(ui.headers['content-security-policy'], /default-src 'self'/)
+  t.equal((await app.inject({ url: '/ui/app.js' })).statusCode, 200)
+})

@@ -1,0 +1,115 @@
+// 409 when an action conflicts with the watchdog's state, and 503 when libvirt is unreachable
+// (the app still starts and reports it).
+import t from 'tap'
+import { apiApp, assertError, call, events, UNREACHABLE_URI, until } from './helpers.ts'
+
+t.test('maintenance: guest revert requests are 409 CONFLICT, a technician\'s revert runs', async (t) => {
+  const { app, lifecycle } = await apiApp(t)
+  t.equal((await call(app, '/api/v1/revert/disable?minutes=10')).status, 200)
+
+  for (const req of [
+    { url: '/api/v1/revert/request?reason=idle' },
+    { method: 'POST' as const, url: '/api/v1/revert/request', payload: { reason: 'process_missing' } },
+    { url: '/api/v1/vm/restart' },
+    { method: 'POST' as const, url: '/api/v1/vms/test/vm/restart' }
+  ]) {
+    const r = await call(app, req)
+    assertError(t, r, 409, 'CONFLICT', /^Revert not started: maintenance \(technician, until \d{4}-.*\): no reverts except by a technician$/)
+    t.equal(r.body.error.details.vm, 'test')
+  }
+  const refused = await events(app, 'revert_request')
+  t.equal(refused.length, 4)
+  t.ok(refused.every((e) => e.outcome === 'refused'), 'each refusal is in the audit trail')
+  t.same((await call(app, '/api/v1/status')).body.watchdog.counters.requests, { refused: 4 })
+
+  const technician = await call(app, { method: 'POST', url: '/api/v1/revert?reason=fixing' })
+  t.equal(technician.status, 202)
+  t.equal(technician.body.details.outcome, 'started')
+  await until('the revert finished', async () => (await events(app, 'revert_finished')).length === 1)
+  t.match((await events(app, 'revert_started'))[0], { reason: 'fixing', source: 'technician' })
+  t.same(lifecycle.filter((e) => e.domain === 'test').map((e) => e.type), ['stopped', 'started'], 'libvirt reverted the VM')
+  const status = (await call(app, '/api/v1/status')).body
+  t.equal(status.watchdog.maintenance?.reason, 'technician', 'maintenance stays on after the technician\'s revert')
+  t.equal(status.auto_revert_enabled, false)
+})
+
+t.test('a guest may cause at most one revert per guest_revert_min_interval (default 60 s): 409', async (t) => {
+  const { app } = await apiApp(t)
+  t.equal((await call(app, '/api/v1/revert/request?reason=idle')).status, 202)
+  await until('the revert finished', async () => (await events(app, 'revert_finished')).length === 1)
+  t.equal((await call(app, '/api/v1/heartbeat')).body.details.state, 'healthy', 'the guest is back')
+  const again = await call(app, '/api/v1/revert/request?reason=idle')
+  assertError(t, again, 409, 'CONFLICT', /^Revert not started: the guest caused a revert \d+ s ago; at most one every 60 s$/)
+  t.equal((await call(app, { method: 'POST', url: '/api/v1/revert' })).body.details.outcome, 'started', 'a technician is not limited')
+})
+
+t.test('security.guest_revert_min_interval from the config applies', async (t) => {
+  const { app } = await apiApp(t, { config: { security: { guest_revert_min_interval: 0 } } })
+  t.equal((await call(app, '/api/v1/revert/request?reason=idle')).status, 202)
+  await until('the revert finished', async () => (await events(app, 'revert_finished')).length === 1)
+  t.equal((await call(app, '/api/v1/heartbeat')).body.details.state, 'healthy')
+  const again = await call(app, '/api/v1/revert/request?reason=idle')
+  t.equal(again.status, 202, `no minimum interval configured: a second guest revert may start (${again.res.body})`)
+})
+
+t.test('a stopped VM: guest requests 409, a technician revert starts it', async (t) => {
+  const { app } = await apiApp(t)
+  await call(app, { method: 'POST', url: '/api/v1/vm/stop' })
+  await until('the VM is shut off', async () => (await app.hypervisor.domainState('test')).state === 'shutoff')
+  assertError(t, await call(app, '/api/v1/vm/restart'), 409, 'CONFLICT', /maintenance \(stopped\)/)
+  t.equal((await call(app, { method: 'POST', url: '/api/v1/revert' })).status, 202)
+  await until('the VM runs', async () => (await app.hypervisor.domainState('test')).state === 'running')
+  t.equal((await call(app, '/api/v1/status')).body.watchdog.maintenance, null, 'reverting a stopped VM starts it: no longer "stopped"')
+})
+
+t.test('libvirt unreachable: the app starts, /status says so, libvirt actions answer 503', async (t) => {
+  const started = Date.now()
+  const { app } = await apiApp(t, { uri: UNREACHABLE_URI })
+  t.ok(Date.now() - started < 5000, 'the app started without libvirt')
+
+  const status = await call(app, '/api/v1/status')
+  t.equal(status.status, 200)
+  t.match(status.body, {
+    libvirt: { uri: UNREACHABLE_URI, connected: false },
+    vm_state: 'unknown',
+    vm_is_running: false,
+    snapshot_exists: null,
+    snapshot_target: null,
+    snapshot_problems: ['libvirt is not reachable'],
+    watchdog: { state: 'starting' }
+  })
+
+  for (const req of [
+    { url: '/api/v1/snapshots' },
+    { url: '/api/v1/vms/test/snapshots' },
+    { method: 'POST' as const, url: '/api/v1/snapshot/create' },
+    { url: '/api/v1/snapshot/create?snapshot_name=other' },
+    { method: 'POST' as const, url: '/api/v1/snapshot/rollback' },
+    { method: 'DELETE' as const, url: '/api/v1/snapshot/ready' },
+    { url: '/api/v1/snapshot/delete/ready~20260101T000000.000Z' }
+  ]) {
+    const r = await call(app, req)
+    assertError(t, r, 503, 'LIBVIRT_UNAVAILABLE')
+    t.same(r.body, { error: { code: 'LIBVIRT_UNAVAILABLE', message: 'libvirt is not reachable' } }, `${req.url}: the registry text, no internals`)
+  }
+
+  // What needs no libvirt keeps working.
+  const beat = await call(app, '/api/v1/heartbeat?seq=1')
+  t.equal(beat.status, 200)
+  t.equal(beat.body.details.state, 'healthy')
+  t.equal((await call(app, '/api/v1/heartbeat/status')).body.is_healthy, true)
+  t.equal((await call(app, '/api/v1/vms')).status, 200)
+  t.equal((await call(app, '/api/v1/events')).status, 200)
+  t.equal((await call(app, '/api/v1/revert/disable?minutes=5')).status, 200)
+  t.equal((await call(app, '/api/v1/revert/enable')).status, 200)
+
+  // A technician's revert is accepted and waits for libvirt (retried with backoff, and at once
+  // when the connection comes back); it is not refused.
+  const revert = await call(app, { method: 'POST', url: '/api/v1/revert' })
+  t.equal(revert.status, 202)
+  await until('the first attempt failed', async () => (await events(app, 'revert_failed')).length === 1)
+  t.match((await events(app, 'revert_failed'))[0], { reason: 'technician', error: /libvirt is not reachable/, retryInMs: 5000 })
+  const after = (await call(app, '/api/v1/status')).body.watchdog
+  t.equal(after.state, 'reverting')
+  t.type(after.retry_at, 'string', 'a retry is scheduled')
+})
