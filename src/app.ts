@@ -4,7 +4,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { LoadedConfig } from './config/load.ts'
 import type { Hypervisor } from './libvirt/index.ts'
-import errorsPlugin from './plugins/errors.ts'
+import errorsPlugin, { frameworkErrors } from './plugins/errors.ts'
 import hypervisorPlugin from './plugins/hypervisor.ts'
 import alertsPlugin from './plugins/alerts.ts'
 import dashboardPlugin from './plugins/dashboard.ts'
@@ -43,7 +43,10 @@ export async function buildApp (options: BuildAppOptions): Promise<FastifyInstan
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
-    return503OnClosing: true
+    return503OnClosing: true,
+    // URL errors Fastify raises before routing (a broken %-escape, an over-long segment) get the
+    // same error body as everything else.
+    frameworkErrors
   }).withTypeProvider<ZodTypeProvider>()
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)

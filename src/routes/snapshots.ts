@@ -4,14 +4,13 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { snapshotNameSchema } from '../config/schema.ts'
 import { snapshotRefSchema } from '../snapshot/index.ts'
-import { errorResponses } from './schemas.ts'
+import { ackSchema, actionRoute, errorResponses, flagField, vmField } from './schemas.ts'
 import { resolveVm } from './vm-context.ts'
 
-const ackSchema = z.object({ message: z.string(), details: z.record(z.string(), z.unknown()) })
-const vmQuery = z.object({ vm: z.string().max(64).optional() })
+const vmQuery = z.object({ vm: vmField })
 const snapshotQuery = vmQuery.extend({ snapshot_name: snapshotNameSchema.optional().describe('Default: the VM\'s snapshot_name (ready).') })
 const nameParams = z.object({ name: snapshotRefSchema.describe('A snapshot name, revisions (ready~20260101T000000.000Z) included') })
-const deleteQuery = vmQuery.extend({ force: z.enum(['true', 'false', '1', '0']).optional().describe('true: delete even the active version (the previous revision becomes active)') })
+const deleteQuery = vmQuery.extend({ force: flagField.describe('true: delete even the active version (the previous revision becomes active)') })
 const snapshotSchema = z.object({
   name: z.string(),
   creation_time: z.string().nullable(),
@@ -45,38 +44,42 @@ const snapshotRoutes: FastifyPluginAsyncZod = async (app) => {
     }
   })
 
-  app.route({
-    method: ['GET', 'POST'],
+  actionRoute(app, {
+    methods: ['GET', 'POST'],
     url: '/snapshot/create',
-    config: { access: 'admin' },
-    schema: { summary: 'Snapshot the VM as it is now; an existing snapshot of that name is kept as a revision', querystring: snapshotQuery, response: { 201: ackSchema, ...refusals } },
-    handler: async (request, reply) => {
-      const vm = resolveVm(app, request, request.query.vm)
-      const name = request.query.snapshot_name ?? vm.config.snapshot_name
+    access: 'admin',
+    summary: 'Snapshot the VM as it is now; an existing snapshot of that name is kept as a revision',
+    fields: snapshotQuery,
+    response: { 201: ackSchema, ...refusals },
+    handler: async (fields, request, reply) => {
+      const vm = resolveVm(app, request, fields.vm)
+      const name = fields.snapshot_name ?? vm.config.snapshot_name
       const result = await vm.watchdog.runExclusive('snapshot_create', () => vm.snapshots.create(vm.name, name))
-      await vm.audit({ kind: 'snapshot_create', reason: 'technician', snapshot: name, outcome: 'ok', ...(result.revision ? { revision: result.revision } : {}) })
-      return reply.code(201).send({ message: `Snapshot "${name}" created`, details: { vm: vm.name, snapshot: name, previous_kept_as: result.revision ?? null } })
+      await vm.audit({ kind: 'snapshot_create', reason: 'technician', snapshot: name, created: result.snapshot, outcome: 'ok', ...(result.revision ? { revision: result.revision } : {}) })
+      return reply.code(201).send({ message: `Snapshot "${name}" created`, details: { vm: vm.name, snapshot: name, created: result.snapshot, previous_kept_as: result.revision ?? null, has_memory: result.hasMemory } })
     }
   })
 
-  app.route({
-    method: ['GET', 'POST'],
+  actionRoute(app, {
+    methods: ['GET', 'POST'],
     url: '/snapshot/rollback',
-    config: { access: 'admin' },
-    schema: { summary: 'Make the previous revision the active snapshot again (the running VM is not touched)', querystring: snapshotQuery, response: { 200: ackSchema, ...refusals } },
-    handler: async (request) => {
-      const vm = resolveVm(app, request, request.query.vm)
-      const name = request.query.snapshot_name ?? vm.config.snapshot_name
+    access: 'admin',
+    summary: 'Make the previous revision the active snapshot again (the running VM is not touched)',
+    fields: snapshotQuery,
+    response: { 200: ackSchema, ...refusals },
+    handler: async (fields, request) => {
+      const vm = resolveVm(app, request, fields.vm)
+      const name = fields.snapshot_name ?? vm.config.snapshot_name
       const result = await vm.watchdog.runExclusive('snapshot_rollback', () => vm.snapshots.rollback(vm.name, name))
       await vm.audit({ kind: 'snapshot_rollback', reason: 'technician', snapshot: name, outcome: 'ok', revision: result.restored })
-      return { message: `Snapshot "${name}" rolled back to ${result.restored}`, details: { vm: vm.name, snapshot: name, restored: result.restored } }
+      return { message: `Snapshot "${name}" rolled back to ${result.restored}`, details: { vm: vm.name, snapshot: name, restored: result.restored, discarded: result.discarded } }
     }
   })
 
   const deleteHandler = async (request: { params: { name: string }, query: z.infer<typeof deleteQuery> } & Parameters<typeof resolveVm>[1]) => {
     const vm = resolveVm(app, request, request.query.vm)
     const name = request.params.name
-    const force = request.query.force === 'true' || request.query.force === '1'
+    const force = request.query.force
     const result = await vm.watchdog.runExclusive('snapshot_delete', () => vm.snapshots.delete(vm.name, name, { force }))
     await vm.audit({ kind: 'snapshot_delete', reason: 'technician', snapshot: name, outcome: 'ok' })
     return { message: `Snapshot "${name}" deleted`, details: { vm: vm.name, snapshot: name, active: result.active } }

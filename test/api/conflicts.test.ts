@@ -5,7 +5,9 @@ import { apiApp, assertError, call, events, UNREACHABLE_URI, until } from './hel
 
 t.test('maintenance: guest revert requests are 409 CONFLICT, a technician\'s revert runs', async (t) => {
   const { app, lifecycle } = await apiApp(t)
-  t.equal((await call(app, '/api/v1/revert/disable?minutes=10')).status, 200)
+  const disable = await call(app, '/api/v1/revert/disable?minutes=10')
+  t.equal(disable.status, 200)
+  t.equal(disable.body.details.until, (await call(app, '/api/v1/status')).body.watchdog.maintenance.until, 'the answer\'s until is the one the watchdog keeps (to the ms)')
 
   for (const req of [
     { url: '/api/v1/revert/request?reason=idle' },

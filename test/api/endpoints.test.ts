@@ -149,7 +149,7 @@ t.test('vm/stop: the VM really stops, maintenance "stopped", no automatic revert
 
   const start = await call(app, '/api/v1/vm/start')
   t.equal(start.status, 202)
-  t.same(start.body.details, { vm: 'test' })
+  t.same(start.body.details, { vm: 'test', outcome: 'started' })
   await until('the VM runs again', async () => (await app.hypervisor.domainState('test')).state === 'running')
   await until('the revert finished', async () => (await events(app, 'revert_finished')).length === 1)
   const after = (await call(app, '/api/v1/status')).body
@@ -255,22 +255,24 @@ t.test('snapshots: list, create (previous kept as revision), rollback, delete', 
 
   const created = await call(app, { method: 'POST', url: '/api/v1/snapshot/create' })
   t.equal(created.status, 201)
-  t.same(created.body.details, { vm: 'test', snapshot: 'ready', previous_kept_as: first.name })
   let names = (await call(app, '/api/v1/snapshots')).body.snapshots.map((s: { name: string }) => s.name)
   t.equal(names.length, 2)
   const second = names.find((n: string) => n !== first.name)
   t.match(second, REVISION)
+  t.same(created.body.details, { vm: 'test', snapshot: 'ready', created: second, previous_kept_as: first.name, has_memory: true })
   t.ok(second > first.name, 'the new revision sorts after the old one')
   t.equal((await call(app, '/api/v1/status')).body.snapshot_target, second, 'a revert now uses the new one')
   t.match((await events(app, 'snapshot_create'))[0], { reason: 'technician', snapshot: 'ready', outcome: 'ok', revision: first.name })
 
   const other = await call(app, '/api/v1/snapshot/create?snapshot_name=before-update.2')
   t.equal(other.status, 201, 'GET works too')
-  t.same(other.body.details, { vm: 'test', snapshot: 'before-update.2', previous_kept_as: null }, 'a new name keeps nothing')
+  const { created: otherCreated, ...otherDetails } = other.body.details
+  t.same(otherDetails, { vm: 'test', snapshot: 'before-update.2', previous_kept_as: null, has_memory: true }, 'a new name keeps nothing')
+  t.match(otherCreated, /^before-update\.2~\d{8}T\d{6}\.\d{3}Z$/)
 
   const rolled = await call(app, { method: 'POST', url: '/api/v1/snapshot/rollback' })
   t.equal(rolled.status, 200)
-  t.same(rolled.body.details, { vm: 'test', snapshot: 'ready', restored: first.name })
+  t.same(rolled.body.details, { vm: 'test', snapshot: 'ready', restored: first.name, discarded: second })
   t.equal((await call(app, '/api/v1/status')).body.snapshot_target, first.name)
   assertError(t, await call(app, { method: 'POST', url: '/api/v1/snapshot/rollback' }), 409, 'NO_REVISION', /no earlier revision/)
   assertError(t, await call(app, '/api/v1/snapshot/rollback?snapshot_name=nothing-here'), 404, 'SNAPSHOT_NOT_FOUND')
