@@ -23,10 +23,12 @@ function cpuTicks (pid: number): number {
   return Number(fields[11]) + Number(fields[12])
 }
 
-function rssKiB (pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+/** A /proc/PID/status field in KiB: VmRSS (all resident), RssAnon (private: heap, stacks), RssFile (mapped files: node's own binary, shared libraries). */
+function statusKiB (pid: number, field: 'VmRSS' | 'RssAnon' | 'RssFile'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m ? Number(m[1]) : 0
 }
+const rssKiB = (pid: number) => statusKiB(pid, 'VmRSS')
 
 /** PIDs whose parent is PID, recursively. */
 function descendants (pid: number): number[] {
@@ -69,10 +71,14 @@ try {
   const cpu0 = cpuTicks(svc.pid)
   const childCpu0 = children.map(cpuTicks)
   const rss: number[] = []
+  const anon: number[] = []
+  const file: number[] = []
   const childRss: number[] = []
   for (let i = 0; i < seconds; i++) {
     await sleep(1000)
     rss.push(rssKiB(svc.pid))
+    anon.push(statusKiB(svc.pid, 'RssAnon'))
+    file.push(statusKiB(svc.pid, 'RssFile'))
     childRss.push(children.reduce((sum, pid) => sum + rssKiB(pid), 0))
   }
   const cpu1 = cpuTicks(svc.pid)
@@ -87,6 +93,8 @@ try {
   console.log(`  heartbeats received in the window: ${totalAfter - totalBefore} in ${elapsedS.toFixed(1)} s`)
   console.log(`  service CPU: ${cpuPercent.toFixed(2)} % of one core (${cpu1 - cpu0} ticks of 1/${TICKS} s)`)
   console.log(`  service RSS: median ${mb(r.median)}, max ${mb(r.max)}, last ${mb(rss.at(-1)!)}`)
+  console.log(`    of it private (RssAnon: JS heap, malloc, stacks): median ${mb(stats(anon).median)}, max ${mb(stats(anon).max)}`)
+  console.log(`    of it mapped files (RssFile: the node binary, libvirt and its libraries; shared): median ${mb(stats(file).median)}`)
   if (children.length > 0) {
     console.log(`  child processes (${children.map((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).join(', ')}): CPU ${childCpuPercent.toFixed(2)} %, RSS max ${mb(Math.max(...childRss))}`)
   } else {

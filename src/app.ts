@@ -3,6 +3,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { LoadedConfig } from './config/load.ts'
+import type { Host as DoctorHost } from './doctor/index.ts'
 import type { Hypervisor } from './libvirt/index.ts'
 import errorsPlugin, { frameworkErrors } from './plugins/errors.ts'
 import hypervisorPlugin from './plugins/hypervisor.ts'
@@ -25,6 +26,8 @@ export interface BuildAppOptions {
   /** A pino logger (server.ts makes one); tests usually pass none. */
   logger?: FastifyBaseLogger
   clock?: Clock
+  /** What `GET /api/v1/doctor` inspects (files, commands, users); default: this machine. */
+  doctorHost?: DoctorHost
 }
 
 declare module 'fastify' {
@@ -69,6 +72,6 @@ export async function buildApp (options: BuildAppOptions): Promise<FastifyInstan
   await app.register(alertsPlugin)
   await app.register(streamRoutes)
   await app.register(dashboardPlugin)
-  await app.register(apiRoutes, { prefix: '/api/v1' })
+  await app.register(apiRoutes, { prefix: '/api/v1', ...(options.doctorHost ? { doctorHost: options.doctorHost } : {}) })
   return app
 }

@@ -34,14 +34,28 @@ export async function serve (configFile: string | null, env: NodeJS.ProcessEnv =
     log: log.child({ component: 'libvirt' })
   })
   const notifier = createNotifier(log.child({ component: 'systemd' }))
-  const app = await buildApp({ config: loaded, hypervisor, logger: log })
+  let app: Awaited<ReturnType<typeof buildApp>> | null = null
+  try {
+    app = await buildApp({ config: loaded, hypervisor, logger: log })
+    await listen(app, notifier, hypervisor)
+  } catch (err) {
+    // Close what was opened (libvirt's event thread keeps a process alive), then fail: systemd
+    // restarts us, or the technician reads the reason on the terminal.
+    log.fatal({ err }, 'cannot start')
+    await app?.close().catch(() => {})
+    await hypervisor.close()
+    throw err
+  }
+}
 
+async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Notifier, hypervisor: Hypervisor): Promise<void> {
+  const { config } = app.config
   // systemd's watchdog: pinged from the event loop, so a hung process stops pinging and is
   // restarted. libvirt being down is not a reason to withhold pings: the binding reconnects.
   let stopPings = () => {}
-  closeWithGrace({ delay: 15_000, logger: log }, async ({ signal, err }) => {
-    if (err) log.error({ err }, 'stopping after an unexpected error')
-    else log.info({ signal }, 'stopping; the VM is left as it is')
+  closeWithGrace({ delay: 15_000, logger: app.log }, async ({ signal, err }) => {
+    if (err) app.log.error({ err }, 'stopping after an unexpected error')
+    else app.log.info({ signal }, 'stopping; the VM is left as it is')
     stopPings()
     notifier.stopping()
     await app.close()
@@ -50,7 +64,7 @@ export async function serve (configFile: string | null, env: NodeJS.ProcessEnv =
   await app.listen({ host: config.api_host, port: config.api_port })
   if (config.security.admin_port !== undefined) await app.listenAdmin()
   stopPings = notifier.startWatchdog(() => true)
-  announceReady(notifier, hypervisor, `listening on ${config.api_host}:${config.api_port}`).catch((err: unknown) => log.warn({ err }, 'cannot notify systemd'))
+  announceReady(notifier, hypervisor, `listening on ${config.api_host}:${config.api_port}`).catch((err: unknown) => app.log.warn({ err }, 'cannot notify systemd'))
 }
 
 /** READY=1 once the API listens and libvirt is connected (or after a bounded wait for libvirt). */

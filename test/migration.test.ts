@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { buildApp } from '../src/app.ts'
 import { loadConfig } from '../src/config/load.ts'
 import { openHypervisor } from '../src/libvirt/index.ts'
+import { scratchDir } from './helpers/scratch.ts'
 
 // EVC v1.3.0's config.yaml keys and defaults (notes/exhibition-vm-controller-reference.md).
 const EVC_CONFIG = `# exhibition-vm-controller config.yaml
@@ -46,7 +47,7 @@ t.test('an EVC config.yaml loads as it is', async (t) => {
 })
 
 t.test('the EVC endpoints answer with EVC\'s field names', async (t) => {
-  const dir = t.testdir({ 'config.yaml': EVC_CONFIG, data: {} })
+  const dir = scratchDir(t)
   writeFileSync(join(dir, 'config.yaml'), EVC_CONFIG)
   // data_dir is not an EVC key: the systemd unit sets it through the environment.
   const loaded = loadConfig(join(dir, 'config.yaml'), { KVW_DATA_DIR: join(dir, 'data') })

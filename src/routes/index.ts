@@ -1,6 +1,7 @@
 // The API under /api/v1. The per-VM routes are registered twice: at /api/v1 for the default VM
 // (exhibition-vm-controller's paths; old guest scripts) and at /api/v1/vms/{vm} for any VM.
 import type { FastifyPluginAsync } from 'fastify'
+import type { Host as DoctorHost } from '../doctor/index.ts'
 import doctorRoutes from './doctor.ts'
 import eventsRoutes from './events.ts'
 import guestRoutes from './guest.ts'
@@ -19,11 +20,15 @@ const perVmRoutes: FastifyPluginAsync = async (app) => {
   await app.register(screenRoutes)
 }
 
-const apiRoutes: FastifyPluginAsync = async (app) => {
+export interface ApiRoutesOptions {
+  doctorHost?: DoctorHost
+}
+
+const apiRoutes: FastifyPluginAsync<ApiRoutesOptions> = async (app, options) => {
   await app.register(perVmRoutes)
   await app.register(perVmRoutes, { prefix: '/vms/:vm' })
   await app.register(vmListRoutes)
-  await app.register(doctorRoutes)
+  await app.register(doctorRoutes, options.doctorHost ? { host: options.doctorHost } : {})
 }
 
 export default apiRoutes

@@ -1,14 +1,12 @@
 // The real app for the API tests: libvirt's in-process test driver (or an unreachable libvirt),
 // a scratch data_dir, app.inject. One app per subtest: two open test:///default connections
 // share snapshots, so each subtest closes its app in teardown.
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { Test } from 'tap'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { buildApp } from '../../src/app.ts'
 import { parseConfig } from '../../src/config/load.ts'
 import { openHypervisor, type LifecycleEvent } from '../../src/libvirt/index.ts'
+import { scratchDir } from '../helpers/scratch.ts'
 
 export const UNREACHABLE_URI = 'qemu:///system?socket=/nonexistent/libvirt-sock'
 
@@ -30,15 +28,7 @@ export interface ApiApp {
   dataDir: string
 }
 
-/**
- * A scratch data directory, removed after the test's apps are closed. (t.testdir() is removed at
- * the end of the test body, before teardown closes the app: the watchdog could still be writing.)
- */
-export function scratchDir (t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kvw-api-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
+export { scratchDir }
 
 export async function apiApp (t: Test, options: ApiAppOptions = {}): Promise<ApiApp> {
   const dataDir = (options.config?.data_dir as string | undefined) ?? scratchDir(t)

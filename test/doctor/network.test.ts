@@ -7,7 +7,6 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { apiPortCheck, firewallCheck, guestNetworkCheck, judgeIptables, judgeNft, overlapsSubnet } from '../../src/doctor/checks/network.ts'
-import doctorRoutes from '../../src/routes/doctor.ts'
 import { buildApp } from '../../src/app.ts'
 import { parseConfig } from '../../src/config/load.ts'
 import { openHypervisor } from '../../src/libvirt/index.ts'
@@ -94,7 +93,6 @@ t.test('api_port: free (ok), taken by another program (fail), taken by this serv
 
   // The real service on a loopback port.
   const app = await buildApp({ config: parseConfig({ data_dir: join(scratch(t).dir, 'data') }, {}), hypervisor: openHypervisor('test:///default', { reconnect: false }) })
-  await app.register(doctorRoutes, { prefix: '/api/v1' })
   t.teardown(() => app.close())
   await app.listen({ host: '127.0.0.1', port: 0 })
   const servicePort = (app.server.address() as AddressInfo).port

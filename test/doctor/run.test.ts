@@ -9,7 +9,6 @@ import { buildApp } from '../../src/app.ts'
 import { parseConfig } from '../../src/config/load.ts'
 import { doctorChecks, doctorContext, formatResults, isCheckConfigId, runChecks } from '../../src/doctor/index.ts'
 import { openHypervisor } from '../../src/libvirt/index.ts'
-import doctorRoutes from '../../src/routes/doctor.ts'
 import { scratch } from './helpers.ts'
 
 const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
@@ -81,8 +80,7 @@ t.test('CLI: doctor prints one line per check and exits 1 when one fails; --json
 t.test('GET /api/v1/doctor: the same checks, as JSON, from inside the service', async (t) => {
   const s = scratch(t)
   const config = parseConfig({ data_dir: join(s.dir, 'data') }, {})
-  const app = await buildApp({ config, hypervisor: openHypervisor('test:///default', { reconnect: false }) })
-  await app.register(doctorRoutes, { prefix: '/api/v1', host: s.host })
+  const app = await buildApp({ config, hypervisor: openHypervisor('test:///default', { reconnect: false }), doctorHost: s.host })
   t.teardown(() => app.close())
   // Any client that reaches the port may read it (access 'read').
   const res = await app.inject({ method: 'GET', url: '/api/v1/doctor', remoteAddress: '192.0.2.7' })
