@@ -50,9 +50,13 @@ export async function serve (configFile: string | null, env: NodeJS.ProcessEnv =
 
 async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Notifier, hypervisor: Hypervisor): Promise<void> {
   const { config } = app.config
+  await app.listen({ host: config.api_host, port: config.api_port })
+  if (config.security.admin_port !== undefined) await app.listenAdmin()
+
   // systemd's watchdog: pinged from the event loop, so a hung process stops pinging and is
   // restarted. libvirt being down is not a reason to withhold pings: the binding reconnects.
-  let stopPings = () => {}
+  const stopPings = notifier.startWatchdog(() => true)
+  // Only once up: close-with-grace also exits 0 on 'beforeExit', which would hide a failed start.
   closeWithGrace({ delay: 15_000, logger: app.log }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'stopping after an unexpected error')
     else app.log.info({ signal }, 'stopping; the VM is left as it is')
@@ -60,10 +64,6 @@ async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Noti
     notifier.stopping()
     await app.close()
   })
-
-  await app.listen({ host: config.api_host, port: config.api_port })
-  if (config.security.admin_port !== undefined) await app.listenAdmin()
-  stopPings = notifier.startWatchdog(() => true)
   announceReady(notifier, hypervisor, `listening on ${config.api_host}:${config.api_port}`).catch((err: unknown) => app.log.warn({ err }, 'cannot notify systemd'))
 }
 
