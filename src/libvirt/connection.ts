@@ -406,8 +406,7 @@ export class LibvirtHypervisor implements Hypervisor {
   }
 
   async #snapshotInfo (conn: Pointer, snap: Pointer): Promise<SnapshotInfo> {
-    const xml = await callAsync<string | null>(this.#lib.virDomainSnapshotGetXMLDesc, snap, 0)
-    if (xml === null) throw await this.#fail(conn, 'virDomainSnapshotGetXMLDesc')
+    const xml = await this.#xmlOf(conn, snap)
     const current = await this.#check(conn, 'virDomainSnapshotIsCurrent', await callAsync<number>(this.#lib.virDomainSnapshotIsCurrent, snap, 0))
     const info = parseSnapshotXml(xml, current === 1)
     info.name = this.#lib.virDomainSnapshotGetName(snap) as string
@@ -422,31 +421,34 @@ export class LibvirtHypervisor implements Hypervisor {
         if (error.isNoSnapshot) return null
         throw error
       }
-      try {
-        return this.#lib.virDomainSnapshotGetName(snap) as string
-      } finally {
-        this.#lib.virDomainSnapshotFree(snap)
-      }
+      return this.#nameAndFree(snap)
     })
   }
 
+  /** The name of a snapshot handle we own, which is freed. */
+  #nameAndFree (snap: Pointer): string {
+    try {
+      return this.#lib.virDomainSnapshotGetName(snap) as string
+    } finally {
+      this.#lib.virDomainSnapshotFree(snap)
+    }
+  }
+
+  async #xmlOf (conn: Pointer, snap: Pointer): Promise<string> {
+    const xml = await callAsync<string | null>(this.#lib.virDomainSnapshotGetXMLDesc, snap, 0)
+    if (xml === null) throw await this.#fail(conn, 'virDomainSnapshotGetXMLDesc')
+    return xml
+  }
+
   async snapshotXml (domain: string, snapshot: string): Promise<string> {
-    return this.#withSnapshot(domain, snapshot, 'virDomainSnapshotGetXMLDesc', async (conn, snap) => {
-      const xml = await callAsync<string | null>(this.#lib.virDomainSnapshotGetXMLDesc, snap, 0)
-      if (xml === null) throw await this.#fail(conn, 'virDomainSnapshotGetXMLDesc')
-      return xml
-    })
+    return this.#withSnapshot(domain, snapshot, 'virDomainSnapshotGetXMLDesc', (conn, snap) => this.#xmlOf(conn, snap))
   }
 
   async createSnapshot (domain: string, xml: string): Promise<string> {
     return this.#withDomain(domain, 'virDomainSnapshotCreateXML', async (conn, dom) => {
       const snap = await callAsync<Pointer>(this.#lib.virDomainSnapshotCreateXML, dom, xml, VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
       if (snap === null) throw await this.#fail(conn, 'virDomainSnapshotCreateXML')
-      try {
-        return this.#lib.virDomainSnapshotGetName(snap) as string
-      } finally {
-        this.#lib.virDomainSnapshotFree(snap)
-      }
+      return this.#nameAndFree(snap)
     })
   }
 

@@ -5,22 +5,11 @@
 import t from 'tap'
 import type { InjectOptions } from 'fastify'
 import { apiApp, call, until } from './helpers.ts'
+import { mulberry32 as prng } from '../helpers/prng.ts'
 
 const SEED = Number(process.env.KVW_FUZZ_SEED ?? 0x5eed_2026)
 const REQUESTS = Number(process.env.KVW_FUZZ_REQUESTS ?? 1500)
 const BODY_LIMIT = 64 * 1024
-
-/** mulberry32: small, seedable, good enough to pick test inputs. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const random = prng(SEED)
 const int = (n: number) => Math.floor(random() * n)

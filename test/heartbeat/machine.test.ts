@@ -6,6 +6,7 @@ import {
   type Action, type MachineEvent, type MachineSettings, type StepResult, type WatchdogState
 } from '../../src/heartbeat/machine.ts'
 import { parsePersistedState, type PersistedWatchdogState } from '../../src/heartbeat/persisted.ts'
+import { mulberry32 } from '../helpers/prng.ts'
 
 const T0 = 1_700_000_000_000
 const S = 1000
@@ -636,17 +637,6 @@ t.test('persisted state: a damaged document is rejected with the field named', a
 
 // ---------------------------------------------------------------------------------------------
 // Random sequences: invariants hold for any order of events.
-
-function mulberry32 (seed: number) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 t.test('random event sequences keep the invariants', async (t) => {
   let checked = 0
