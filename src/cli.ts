@@ -17,6 +17,10 @@ commands:
 The config file is --config FILE, else $KVW_CONFIG, else ./config.yaml (defaults apply when
 that file does not exist).`
 
+// libvirt's event loop holds one libuv worker for good; libvirt calls and file I/O share the
+// rest (4 by default). Set before the pool starts, i.e. before any async libvirt or fs call.
+process.env['UV_THREADPOOL_SIZE'] ??= '8'
+
 async function main (argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,

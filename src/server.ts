@@ -54,8 +54,9 @@ async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Noti
   if (config.security.admin_port !== undefined) await app.listenAdmin()
 
   // systemd's watchdog: pinged from the event loop, so a hung process stops pinging and is
-  // restarted. libvirt being down is not a reason to withhold pings: the binding reconnects.
-  const stopPings = notifier.startWatchdog(() => true)
+  // restarted; so is one whose libvirt action hangs (a revert stuck for minutes blocks every
+  // VM's queue). libvirt being down is not a reason to withhold pings: the binding reconnects.
+  const stopPings = notifier.startWatchdog(() => noActionStuck(app))
   // Only once up: close-with-grace also exits 0 on 'beforeExit', which would hide a failed start.
   closeWithGrace({ delay: 15_000, logger: app.log }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'stopping after an unexpected error')
@@ -67,14 +68,28 @@ async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Noti
   announceReady(notifier, hypervisor, `listening on ${config.api_host}:${config.api_port}`).catch((err: unknown) => app.log.warn({ err }, 'cannot notify systemd'))
 }
 
+/** A revert running this long is stuck (a normal one takes seconds, even on TCG). */
+const STUCK_ACTION_MS = 10 * 60_000
+
+function noActionStuck (app: Awaited<ReturnType<typeof buildApp>>): boolean {
+  const now = app.clock.now()
+  for (const watchdog of app.watchdogs.values()) {
+    const view = watchdog.view()
+    if (view.revertInFlight && view.revert !== null && now - view.revert.startedAt > STUCK_ACTION_MS) return false
+  }
+  return true
+}
+
 /** READY=1 once the API listens and libvirt is connected (or after a bounded wait for libvirt). */
 async function announceReady (notifier: Notifier, hypervisor: Hypervisor, listening: string): Promise<void> {
   if (!hypervisor.connected) {
     notifier.status(`${listening}; waiting for libvirt at ${hypervisor.uri}`)
+    let off = () => {}
     const connected = new Promise<void>((resolve) => {
-      const off = hypervisor.onConnection((event) => { if (event.type === 'connected') { off(); resolve() } })
+      off = hypervisor.onConnection((event) => { if (event.type === 'connected') resolve() })
     })
     await Promise.race([connected, sleep(READY_WAIT_FOR_LIBVIRT_MS)])
+    off()
   }
   const libvirt = hypervisor.connected ? `libvirt ${hypervisor.uri} connected` : `libvirt ${hypervisor.uri} not reachable yet (retrying)`
   notifier.ready(`${listening}; ${libvirt}`)

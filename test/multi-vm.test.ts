@@ -74,12 +74,21 @@ t.test('heartbeats are attributed: vm field, source address, default VM, per-VM 
   t.equal(await beat({ url: '/api/v1/heartbeat', remoteAddress: `::ffff:${B_ADDRESS}` }), 'exhibit-b', 'the same address, IPv4-mapped')
   t.equal(await beat({ url: '/api/v1/heartbeat' }), 'exhibit-a', 'old script from an unmapped address: the default VM')
   t.equal(await beat({ url: '/api/v1/heartbeat', remoteAddress: '192.168.122.50' }), 'exhibit-a')
-  t.equal(await beat({ url: '/api/v1/heartbeat?vm=exhibit-a', remoteAddress: B_ADDRESS }), 'exhibit-a', 'an explicit vm wins over the address')
+  t.equal(await beat({ url: '/api/v1/heartbeat?vm=exhibit-b', remoteAddress: B_ADDRESS }), 'exhibit-b', 'a mapped guest naming its own VM')
   t.equal(await beat({ url: '/api/v1/vms/exhibit-b/heartbeat?seq=3' }), 'exhibit-b', 'per-VM path')
-  t.equal(await beat({ method: 'POST', url: '/api/v1/vms/exhibit-a/heartbeat', remoteAddress: B_ADDRESS }), 'exhibit-a', 'the path wins over the address')
+  // A guest mapped to B by address may not speak for A (it could hide A's hang, or revert it).
+  for (const options of [
+    { url: '/api/v1/heartbeat?vm=exhibit-a', remoteAddress: B_ADDRESS },
+    { method: 'POST' as const, url: '/api/v1/vms/exhibit-a/heartbeat', remoteAddress: B_ADDRESS },
+    { url: '/api/v1/revert/request?vm=exhibit-a&reason=x', remoteAddress: B_ADDRESS }
+  ]) {
+    const res = await app.inject(options)
+    t.equal(res.statusCode, 403, options.url)
+    t.match(res.json(), { error: { code: 'FORBIDDEN', message: /is the guest of "exhibit-b"/ } })
+  }
   const v = views(app)
-  t.equal(v['exhibit-a']!.heartbeatsTotal, 4)
-  t.equal(v['exhibit-b']!.heartbeatsTotal, 5)
+  t.equal(v['exhibit-a']!.heartbeatsTotal, 2, 'the refused ones did not count')
+  t.equal(v['exhibit-b']!.heartbeatsTotal, 6)
   t.equal(v['exhibit-b']!.lastSeq, 3)
   t.same([v['exhibit-a']!.state, v['exhibit-b']!.state], ['healthy', 'healthy'])
 })

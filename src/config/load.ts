@@ -119,6 +119,14 @@ export function parseConfig (raw: unknown, env: NodeJS.ProcessEnv, file: string 
     if (seen.has(vm.name)) problems.push(`vms[${i - 1}].name: "${vm.name}" is listed twice (vm_name is the first VM)`)
     seen.add(vm.name)
   })
+  const owners = new Map<string, string>()
+  for (const vm of vms) {
+    for (const address of vm.guest_addresses) {
+      const other = owners.get(address)
+      if (other !== undefined) problems.push(`guest_addresses: ${address} is listed for both "${other}" and "${vm.name}"`)
+      owners.set(address, vm.name)
+    }
+  }
   if (problems.length > 0) throw new ConfigError(file, problems)
   return { config, vms, file }
 }
@@ -172,9 +180,10 @@ export function resolveVms (config: Config): VmConfig[] {
     screen: config.screen,
     heartbeat_check_interval: config.heartbeat_check_interval
   }
+  // guest_addresses name one VM's guests: never inherited, or every VM would claim the same guest.
   const extra = config.vms.map((vm) => {
     const defined = Object.fromEntries(Object.entries(vm).filter(([, v]) => v !== undefined))
-    return { ...base, ...defined, name: vm.name } as VmConfig
+    return { ...base, guest_addresses: [], ...defined, name: vm.name } as VmConfig
   })
   return [{ ...base, name: config.vm_name }, ...extra]
 }

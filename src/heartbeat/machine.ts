@@ -225,6 +225,11 @@ function beginWatch (c: Ctx, why: string) {
   }
 }
 
+function atRevertLimit (c: Ctx): boolean {
+  pruneReverts(c)
+  return c.s.recentReverts.length >= c.t.maxReverts
+}
+
 function pruneReverts (c: Ctx) {
   const from = c.now - c.t.windowMs
   if (c.s.recentReverts.some((at) => at <= from)) c.s.recentReverts = c.s.recentReverts.filter((at) => at > from)
@@ -520,6 +525,11 @@ function onRevertRequested (c: Ctx, e: Extract<MachineEvent, { type: 'revert_req
     c.outcome = { outcome: 'coalesced', why: s.revert !== null ? `a revert (${s.revert.reason}) is under way` : 'a revert just finished; waiting for the first heartbeat' }
   } else if (e.source === 'guest' && s.lastGuestRevertAt !== null && c.now - s.lastGuestRevertAt < c.t.guestMinMs) {
     refuse(c, `the guest caused a revert ${Math.round((c.now - s.lastGuestRevertAt) / 1000)} s ago; at most one every ${c.t.guestMinMs / 1000} s`)
+  } else if (e.source === 'guest' && atRevertLimit(c)) {
+    // At the limit a guest is refused rather than counted: a looping guest script must not be
+    // able to escalate, and then switch its own watchdog off (exhausted). A real hang still
+    // reverts (and escalates) through the heartbeat timeout.
+    refuse(c, `revert limit reached: ${s.recentReverts.length} reverts within revert_window; a guest cannot ask for more (a hang is still reverted)`)
   } else if (e.source === 'guest' || e.source === 'screen') {
     // A frozen screen is detected like a hang: it counts toward the loop limit as a timeout does.
     const r = e.source === 'guest' ? triggerAuto(c, reason, 'guest', null, null) : triggerAuto(c, reason, 'auto', 'screen detector', null)

@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events'
 import { callAsync, ffi, koffi, takePointerArray, type LibvirtFfi, type Pointer } from './ffi.ts'
 import {
-  CLOSE_REASONS, CONNECTION_ERROR_CODES, DOMAIN_STATE_NAMES, DOMAIN_STATE_REASONS, LIFECYCLE_DETAIL_NAMES,
+  ANSWERED_ERROR_CODES, CLOSE_REASONS, DOMAIN_STATE_NAMES, DOMAIN_STATE_REASONS, LIFECYCLE_DETAIL_NAMES,
   LIFECYCLE_EVENT_NAMES, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC,
   VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN, VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING
 } from './constants.ts'
@@ -187,9 +187,14 @@ export class LibvirtHypervisor implements Hypervisor {
       const rc = await callAsync<number>(lib.virConnectSetKeepAlive, conn, this.#opts.keepaliveInterval, this.#opts.keepaliveCount)
       if (rc < 0) this.#log.debug({ uri: this.uri }, 'libvirt keepalive not available on this connection')
     }
-    this.#closeCb ??= koffi.register((_c: Pointer, reason: number) => {
+    // One callback for every connection this instance opens: it must act on the connection
+    // libvirt names, not on the one that was current when the callback was registered.
+    this.#closeCb ??= koffi.register((closed: Pointer, reason: number) => {
       const why = CLOSE_REASONS[reason] ?? `reason ${reason}`
-      setImmediate(() => { this.#drop(conn, `connection closed by libvirt (${why})`) })
+      setImmediate(() => {
+        const current = this.#conn
+        if (current !== null && koffi.address(current) === koffi.address(closed)) this.#drop(current, `connection closed by libvirt (${why})`)
+      })
     }, koffi.pointer(lib.types.CloseCallback))
     await callAsync<number>(lib.virConnectRegisterCloseCallback, conn, this.#closeCb, null, null)
     this.#lifecycleCb ??= koffi.register(this.#onLifecycle.bind(this), koffi.pointer(lib.types.LifecycleCallback))
@@ -296,10 +301,14 @@ export class LibvirtHypervisor implements Hypervisor {
     return new LibvirtError(operation, e?.code ?? 1, e?.domain ?? 0, e?.message ?? `${operation} failed`)
   }
 
-  /** The error of a failed call; when it points at the connection, checks the connection is alive. */
+  /**
+   * The error of a failed call. Unless libvirt answered about a domain or snapshot (so the
+   * connection works), checks the connection is alive: a closed client socket is reported as a
+   * plain internal error, and a dead connection that is not dropped would never be reopened.
+   */
   async #fail (conn: Pointer, operation: string): Promise<LibvirtError> {
     const error = this.#lastError(conn, operation)
-    if (CONNECTION_ERROR_CODES.has(error.code)) {
+    if (!ANSWERED_ERROR_CODES.has(error.code)) {
       const alive = await callAsync<number>(this.#lib.virConnectIsAlive, conn)
       if (alive !== 1) this.#drop(conn, `${operation}: ${error.message}`)
     }
@@ -352,9 +361,11 @@ export class LibvirtHypervisor implements Hypervisor {
       const out: Pointer[] = [null]
       const count = await this.#check(conn, 'virConnectListAllDomains', await callAsync<number>(this.#lib.virConnectListAllDomains, conn, out, 0))
       const doms = takePointerArray(this.#lib, out[0] ?? null, count)
-      const names = doms.map((d) => this.#lib.virDomainGetName(d) as string)
-      for (const d of doms) this.#lib.virDomainFree(d)
-      return names.sort()
+      try {
+        return doms.map((d) => this.#lib.virDomainGetName(d) as string).sort()
+      } finally {
+        for (const d of doms) this.#lib.virDomainFree(d)
+      }
     })
   }
 

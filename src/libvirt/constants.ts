@@ -70,5 +70,8 @@ export const VIR_ERR_NO_SUPPORT = 3
 export const VIR_ERR_NO_DOMAIN = 42
 export const VIR_ERR_NO_DOMAIN_SNAPSHOT = 72
 export const VIR_ERR_OPERATION_INVALID = 55
-/** Errors after which the connection itself is suspect: check it is alive, else reconnect. */
-export const CONNECTION_ERROR_CODES = new Set([5, 6, 38, 39])
+/**
+ * Errors that prove libvirt answered (no such domain or snapshot, not valid in this state, bad
+ * XML or argument, not supported): the connection works. After any other error it is checked.
+ */
+export const ANSWERED_ERROR_CODES = new Set([3, 8, 27, 35, 42, 55, 72, 77, 84])

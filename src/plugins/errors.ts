@@ -35,9 +35,10 @@ export function toAppError (err: unknown): AppError {
   return new AppError('INTERNAL', undefined, undefined, { cause: err })
 }
 
+/** 5xx: the registry's fixed text and nothing else (the details go to the log). */
 function errorBody (appError: AppError): ErrorBody {
-  const message = appError.statusCode >= 500 ? ERROR_CODES[appError.code].message : appError.message
-  return { error: { code: appError.code, message, ...(appError.details ? { details: appError.details } : {}) } }
+  if (appError.statusCode >= 500) return { error: { code: appError.code, message: ERROR_CODES[appError.code].message } }
+  return { error: { code: appError.code, message: appError.message, ...(appError.details ? { details: appError.details } : {}) } }
 }
 
 /**

@@ -99,6 +99,11 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
     guestNetworks: security.guest_networks,
     adminListener: split ? `${security.admin_host ?? '127.0.0.1'}:${security.admin_port}` : null
   }, 'access control')
+  if (token === null && (isGuestNetwork('127.0.0.1') || isGuestNetwork('::1'))) {
+    // QEMU user networking makes a guest's requests come from loopback: such a guest could then
+    // call admin endpoints too. Harmless on libvirt's NAT network (guests come from 192.168.122.x).
+    app.log.warn('loopback is both a guest network and the admin network (no admin_token): a guest on QEMU user networking could call admin endpoints; set security.admin_token, or remove loopback from security.guest_networks')
+  }
 
   await app.register(rateLimit, {
     global: true,

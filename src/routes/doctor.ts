@@ -28,7 +28,8 @@ export interface DoctorRouteOptions {
 const doctorRoutes: FastifyPluginAsyncZod<DoctorRouteOptions> = async (app, options) => {
   let running: Promise<DoctorReport> | null = null
   app.get('/doctor', {
-    config: { access: 'read' },
+    // Admin: it runs host commands and shows paths and host details; not for guests.
+    config: { access: 'admin' },
     schema: {
       summary: 'Diagnose the host, libvirt, each VM and the service (the CLI\'s `doctor`, as JSON)',
       response: { 200: doctorReportSchema, ...errorResponses(401, 403, 429) }

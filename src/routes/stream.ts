@@ -9,6 +9,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { AppError } from '../errors.ts'
 import { watchedVms, type WatchdogView } from '../plugins/observe.ts'
 
+/** Unsent bytes a stream client may hold before it is disconnected (~a minute of messages). */
+const MAX_BUFFERED_BYTES = 64 * 1024
+
 declare module 'fastify' {
   interface FastifyInstance {
     /** Dashboards connected to the live stream right now. */
@@ -47,7 +50,11 @@ const streamRoutes: FastifyPluginAsyncZod<StreamRoutesOptions> = async (app, opt
     timer = null
     if (clients.size === 0) return
     const text = message()
-    for (const res of clients) res.write(text)
+    for (const res of clients) {
+      // A client that stops reading would make us buffer without end: let it go.
+      if (res.writableLength > MAX_BUFFERED_BYTES) res.destroy()
+      else res.write(text)
+    }
     lastSentAt = Date.now()
     timer = setTimeout(send, intervalMs)
   }

@@ -156,9 +156,7 @@ t.test('5xx answers carry the registry text only, never the cause', async (t) =>
 
   const libvirt = await call(app, '/probe/libvirt')
   assertError(t, libvirt, 502, 'LIBVIRT_ERROR')
-  t.equal(libvirt.body.error.message, 'libvirt refused the operation')
-  t.same(Object.keys(libvirt.body.error.details).sort(), ['libvirt', 'operation'], 'only libvirt\'s error name and the call')
-  t.equal(libvirt.body.error.details.operation, 'virDomainCreate')
+  t.same(libvirt.body, { error: { code: 'LIBVIRT_ERROR', message: 'libvirt refused the operation' } }, 'no details in a 5xx: they go to the log')
 
   const rejected = await call(app, '/probe/rejected')
   t.equal(rejected.status, 500, 'a 5xx status on an unknown error is still INTERNAL')

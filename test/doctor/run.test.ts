@@ -82,8 +82,10 @@ t.test('GET /api/v1/doctor: the same checks, as JSON, from inside the service', 
   const config = parseConfig({ data_dir: join(s.dir, 'data') }, {})
   const app = await buildApp({ config, hypervisor: openHypervisor('test:///default', { reconnect: false }), doctorHost: s.host })
   t.teardown(() => app.close())
-  // Any client that reaches the port may read it (access 'read').
-  const res = await app.inject({ method: 'GET', url: '/api/v1/doctor', remoteAddress: '192.0.2.7' })
+  // Admin only: it runs host commands and shows host details. No token configured: loopback only.
+  const guest = await app.inject({ method: 'GET', url: '/api/v1/doctor', remoteAddress: '192.168.122.50' })
+  t.equal(guest.statusCode, 403, 'not for guests')
+  const res = await app.inject({ method: 'GET', url: '/api/v1/doctor', remoteAddress: '127.0.0.1' })
   t.equal(res.statusCode, 200, res.body)
   const body = res.json() as { ok: boolean, config: null, counts: Record<string, number>, checks: Array<{ id: string, level: string, message: string }> }
   t.equal(body.config, null)
