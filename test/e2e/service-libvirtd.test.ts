@@ -48,6 +48,19 @@ async function serviceLibvirtd (t: Test): Promise<void> {
   const reverts = (await svc.events('revert_started')).filter((e) => Date.parse(e.ts) >= killedAt)
   t.same(reverts, [], 'no revert while libvirtd was down or when it came back')
 
+  // Again: the second connection's drop must be noticed too (libvirtd restarts on every package
+  // upgrade over the years; a close callback bound to the first connection would miss it).
+  const killedAgainAt = Date.now()
+  await killLibvirtd('SIGKILL')
+  const lostAgain = await svc.waitForLog('libvirt connection lost (second time)', (l) => l.msg === 'libvirt connection lost', 15_000, killedAgainAt)
+  t.comment(`second libvirtd kill to "libvirt connection lost": ${lostAgain.receivedAt - killedAgainAt} ms`)
+  await waitForStatus(svc, 'libvirt disconnected again', (s) => s.libvirt.connected === false, 10_000)
+  const restartAgainAt = Date.now()
+  await startLibvirtd()
+  await waitForStatus(svc, 'libvirt connected again (second time)', (s) => s.libvirt.connected === true && s.vm_state === 'running', 30_000)
+  t.comment(`second restart to connected again: ${Date.now() - restartAgainAt} ms`)
+  t.same((await svc.events('revert_started')).filter((e) => Date.parse(e.ts) >= killedAt), [], 'no revert across both libvirtd crashes')
+
   await t.test('after the reconnect a hung guest is still reverted', async (t) => {
     await b.waitForBeat(15_000, Date.now())
     const sent = Date.now()

@@ -520,6 +520,28 @@ t.test('guest revert requests: limit per interval, refused in maintenance, coale
   t.match(refused.outcome, { outcome: 'refused', why: /maintenance/ })
 })
 
+t.test('guest revert requests at the loop limit are refused: a guest cannot escalate or exhaust its watchdog', async (t) => {
+  const sim = new Sim({ max_reverts: 2, guest_revert_min_interval: 0 })
+  sim.heartbeat(1)
+  for (let i = 0; i < 2; i++) {
+    sim.now += 2000
+    t.same(sim.feed({ type: 'revert_requested', reason: 'idle', source: 'guest' }).outcome, { outcome: 'started' })
+    finish(sim)
+    sim.now += 1000
+    sim.heartbeat(2 + i)
+  }
+  sim.now += 2000
+  const third = sim.feed({ type: 'revert_requested', reason: 'idle', source: 'guest' })
+  t.match(third.outcome, { outcome: 'refused', why: /revert limit reached: 2 reverts.*a hang is still reverted/ })
+  t.same(reverts(third.actions), [], 'no escalated revert for a guest')
+  t.equal(sim.state.escalated, false)
+  t.equal(sim.state.exhausted, null)
+  // A real hang at the limit still gets the one escalated revert.
+  sim.take()
+  sim.advance(SETTINGS.heartbeat_timeout * S)
+  t.match(reverts(sim.take()), [{ reason: 'heartbeat_timeout', escalate: true }])
+})
+
 t.test('screen detector requests: count like a timeout, no guest interval, refused in maintenance, exhaust at the limit', async (t) => {
   const sim = new Sim({ max_reverts: 2 })
   sim.heartbeat(1)
