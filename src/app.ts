@@ -5,6 +5,7 @@ import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fas
 import type { LoadedConfig } from './config/load.ts'
 import type { Host as DoctorHost } from './doctor/index.ts'
 import type { Hypervisor } from './libvirt/index.ts'
+import type { Clock } from './heartbeat/watchdog.ts'
 import errorsPlugin, { frameworkErrors } from './plugins/errors.ts'
 import hypervisorPlugin from './plugins/hypervisor.ts'
 import alertsPlugin from './plugins/alerts.ts'
@@ -16,9 +17,7 @@ import apiRoutes from './routes/index.ts'
 import vmsPlugin from './plugins/vms.ts'
 import streamRoutes from './routes/stream.ts'
 
-export interface Clock {
-  now (): number
-}
+export type { Clock } from './heartbeat/watchdog.ts'
 
 export interface BuildAppOptions {
   config: LoadedConfig

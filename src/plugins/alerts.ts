@@ -54,4 +54,4 @@ export default fp<AlertsPluginOptions>(async function alertsPlugin (app: Fastify
     await Promise.race([notifier.idle(), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
     await notifier.close()
   })
-}, { name: 'alerts', fastify: '5.x' })
+}, { name: 'alerts', fastify: '5.x', dependencies: ['vms'] })

@@ -170,4 +170,4 @@ export default fp(async function metricsPlugin (app: FastifyInstance) {
     const text = await register.metrics()
     return reply.type(register.contentType).send(text)
   })
-}, { name: 'metrics', fastify: '5.x', dependencies: ['hypervisor', 'security'] })
+}, { name: 'metrics', fastify: '5.x', dependencies: ['hypervisor', 'security', 'vms'] })

@@ -60,3 +60,8 @@ export function actionRoute<F extends z.ZodObject> (app: App, options: ActionRou
     })
   }
 }
+
+/** Epoch ms as ISO 8601 (UTC), null stays null. */
+export function iso (ms: number | null | undefined): string | null {
+  return ms === null || ms === undefined ? null : new Date(ms).toISOString()
+}

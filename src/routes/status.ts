@@ -5,11 +5,10 @@ import { z } from 'zod'
 import type { WatchdogView } from '../heartbeat/watchdog.ts'
 import type { VmContext } from '../plugins/vms.ts'
 import { VERSION } from '../version.ts'
-import { errorResponses } from './schemas.ts'
+import { errorResponses, iso } from './schemas.ts'
 import { resolveVm } from './vm-context.ts'
 import { scheduleViewSchema, screenViewSchema } from './vms.ts'
 
-const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString())
 const vmQuery = z.object({ vm: z.string().max(64).optional() })
 
 export const heartbeatStatusSchema = z.object({

@@ -113,4 +113,4 @@ const streamRoutes: FastifyPluginAsyncZod<StreamRoutesOptions> = async (app, opt
   })
 }
 
-export default fp(streamRoutes, { name: 'stream', fastify: '5.x' })
+export default fp(streamRoutes, { name: 'stream', fastify: '5.x', dependencies: ['vms'] })

@@ -2,9 +2,7 @@
 // Register once, under /api/v1 (not under /api/v1/vms/:vm).
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { errorResponses } from './schemas.ts'
-
-const iso = (t: number | null) => t === null ? null : new Date(t).toISOString()
+import { errorResponses, iso } from './schemas.ts'
 
 export const scheduleViewSchema = z.object({
   timezone: z.string(),
