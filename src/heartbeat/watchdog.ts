@@ -167,6 +167,19 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     this.#resolveSnapshot = options.resolveSnapshot ?? (() => options.vm.snapshot_name)
   }
 
+  /**
+   * Observers (metrics, the live stream, alerts) listen from timer and request paths: one that
+   * throws must not crash the service or stop the watchdog, so its error is logged and swallowed.
+   */
+  override emit<K extends keyof WatchdogEvents> (event: K, ...args: WatchdogEvents[K]): boolean {
+    try {
+      return (super.emit as (event: K, ...args: WatchdogEvents[K]) => boolean)(event, ...args)
+    } catch (err) {
+      this.#log.error({ err, event }, 'a listener of the watchdog failed; the watchdog goes on')
+      return true
+    }
+  }
+
   /** Loads the persisted state, subscribes to libvirt events for this VM, reads its state once, arms the timer. */
   async start (): Promise<void> {
     if (this.#started) throw new Error(`watchdog of VM "${this.name}" was already started`)

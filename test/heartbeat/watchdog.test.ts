@@ -141,6 +141,19 @@ t.test('a heartbeating VM is never reverted', async (t) => {
   t.ok(v.secondsSinceLast !== null && v.secondsSinceLast < 0.2)
 })
 
+t.test('a listener that throws is logged; heartbeats, the deadline timer and the revert go on', async (t) => {
+  const { w, reverts, logs } = await harness(t, { heartbeat_timeout: 1, startup_grace: 0 })
+  w.on('heartbeat', () => { throw new Error('broken observer (heartbeat)') })
+  w.on('change', () => { throw new Error('broken observer (change)') })
+  t.doesNotThrow(() => w.heartbeat({ seq: 1 }), 'the heartbeat caller (a route) sees no error')
+  t.equal(w.view().heartbeatsTotal, 1)
+  // The deadline fires from a timer: a throw there would be an uncaught exception.
+  await waitFor(w, (v) => v.lastRevert !== null, 5000, 'a revert after the timeout')
+  t.match(reverts, [{ phase: 'start', reason: 'heartbeat_timeout' }])
+  t.ok(logs.some((l) => l.msg === 'a listener of the watchdog failed; the watchdog goes on' && l['event'] === 'heartbeat'))
+  t.ok(logs.some((l) => l.msg === 'a listener of the watchdog failed; the watchdog goes on' && l['event'] === 'change'))
+})
+
 t.test('the revert starts within 50 ms of the heartbeat deadline, and the lag is audited', async (t) => {
   const { w, reverts, audit } = await harness(t, { heartbeat_timeout: 1, post_revert_grace: 5 })
   const lags: number[] = []
