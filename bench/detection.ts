@@ -8,7 +8,7 @@
 //   node --import tsx bench/detection.ts [--runs 10] [--dist]
 import { virsh } from '../test/e2e/harness.ts'
 import { revertCycle, ServiceRig } from '../test/e2e/service-harness.ts'
-import { benchArgs, describe, line, loadNote, serviceEntry, stats } from './lib.ts'
+import { benchArgs, describe, line, loadNote, reportFailure, serviceEntry, stats } from './lib.ts'
 
 const args = benchArgs(10)
 const rig = new ServiceRig('kvw-bench-detection', { viaProxy: true, entry: serviceEntry(args.dist) })
@@ -61,8 +61,7 @@ try {
   console.log(`after: ${loadNote()}`)
 } catch (err) {
   failed = true
-  console.error(err)
-  if (rig.service) console.error(rig.service.logs.slice(-30).map((l) => JSON.stringify(l)).join('\n'))
+  reportFailure(err, rig.service)
 } finally {
   await rig.close(false, () => {})
 }

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { REPO_ROOT } from '../test/e2e/service-harness.ts'
+import { REPO_ROOT, type ServiceProcess } from '../test/e2e/service-harness.ts'
 
 export interface Stats { n: number, median: number, p95: number, max: number, min: number, mean: number }
 
@@ -60,4 +60,10 @@ export function line (label: string, text: string): string {
 export function loadNote (): string {
   const [a, b, c] = loadavg()
   return `load average ${a!.toFixed(2)} ${b!.toFixed(2)} ${c!.toFixed(2)} on ${availableParallelism()} cores`
+}
+
+/** Prints why a bench run failed, with the service's last log lines when it was running. */
+export function reportFailure (err: unknown, service: ServiceProcess | null | undefined): void {
+  console.error(err)
+  if (service) console.error(service.logs.slice(-30).map((l) => JSON.stringify(l)).join('\n'))
 }

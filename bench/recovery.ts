@@ -12,7 +12,7 @@
 import { virsh } from '../test/e2e/harness.ts'
 import { firstBeatAfterRevert, revertCycle, ServiceRig, waitForStatus } from '../test/e2e/service-harness.ts'
 import { openHypervisor } from '../src/libvirt/index.ts'
-import { benchArgs, describe, line, loadNote, serviceEntry, stats } from './lib.ts'
+import { benchArgs, describe, line, loadNote, reportFailure, serviceEntry, stats } from './lib.ts'
 
 const args = benchArgs(10)
 const rig = new ServiceRig('kvw-bench-recovery', { viaProxy: true, entry: serviceEntry(args.dist) })
@@ -95,8 +95,7 @@ try {
   console.log(`after: ${loadNote()}`)
 } catch (err) {
   failed = true
-  console.error(err)
-  if (rig.service) console.error(rig.service.logs.slice(-30).map((l) => JSON.stringify(l)).join('\n'))
+  reportFailure(err, rig.service)
 } finally {
   await h.close().catch(() => {})
   await rig.close(false, () => {})

@@ -243,8 +243,11 @@ export interface BeatWatcher {
  * Watches heartbeats through the service (heartbeats_total goes up by one per beat; last_seq is
  * the guest's counter). A 100 ms poll does not miss a once-a-second beat; errors (service down)
  * are ignored, so it keeps going across a service restart when `service()` returns the new one.
+ * With `vm`, one VM of several (/api/v1/vms/VM/heartbeat/status); else the default VM.
  */
-export function watchBeats (service: () => ServiceProcess, intervalMs = 100): BeatWatcher {
+export function watchBeats (service: () => ServiceProcess, intervalMs = 100, vm?: string): BeatWatcher {
+  const path = vm === undefined ? '/api/v1/heartbeat/status' : `/api/v1/vms/${encodeURIComponent(vm)}/heartbeat/status`
+  const what = vm === undefined ? 'a heartbeat seen by the service' : `a heartbeat of ${vm} seen by the service`
   const beats: SeenBeat[] = []
   let lastTotal = -1
   let lastPid = -1
@@ -253,7 +256,7 @@ export function watchBeats (service: () => ServiceProcess, intervalMs = 100): Be
   const poll = async () => {
     const s = service()
     try {
-      const hb = await s.get('/api/v1/heartbeat/status')
+      const hb = await s.get(path)
       // A restarted service counts from 0 again.
       if (s.pid !== lastPid) { lastPid = s.pid; lastTotal = 0 }
       if (hb.heartbeats_total !== lastTotal) {
@@ -267,7 +270,7 @@ export function watchBeats (service: () => ServiceProcess, intervalMs = 100): Be
   return {
     beats,
     waitForBeat: (timeoutMs, since = 0, matches = () => true) =>
-      waitFor('a heartbeat seen by the service', () => beats.find((b) => b.at >= since && matches(b)), timeoutMs),
+      waitFor(what, () => beats.find((b) => b.at >= since && matches(b)), timeoutMs),
     maxSeq: (until = Infinity) => Math.max(-1, ...beats.filter((b) => b.at < until).map((b) => b.seq ?? -1)),
     stop: () => {
       stopped = true

@@ -8,8 +8,8 @@ import {
   type ControlServer, type E2EDomain
 } from './harness.ts'
 import {
-  firstBeatAfterRevert, freePort, removeServiceConfig, startService, waitForAudit, writeServiceConfig,
-  type AuditEntryView, type BeatWatcher, type SeenBeat, type ServiceConfig, type ServiceProcess
+  firstBeatAfterRevert, freePort, removeServiceConfig, startService, waitForAudit, watchBeats, writeServiceConfig,
+  type AuditEntryView, type ServiceConfig, type ServiceProcess
 } from './service-harness.ts'
 
 const FIRST = 'kvw-e2e-two-vms-first'
@@ -20,38 +20,6 @@ if (!can.ok) {
   t.plan(0, `real-VM e2e not possible here: ${can.why}`)
 } else {
   t.test('one service, two real VMs: a hang of the second reverts only the second', twoVms)
-}
-
-/**
- * Like service-harness's watchBeats(), for one VM of several: polls
- * /api/v1/vms/VM/heartbeat/status every intervalMs and records each new heartbeat.
- */
-function watchVmBeats (service: ServiceProcess, vm: string, intervalMs = 100): BeatWatcher {
-  const beats: SeenBeat[] = []
-  let lastTotal = 0
-  let timer: NodeJS.Timeout | null = null
-  let stopped = false
-  const poll = async () => {
-    try {
-      const hb = await service.get(`/api/v1/vms/${vm}/heartbeat/status`)
-      if (hb.heartbeats_total !== lastTotal) {
-        lastTotal = hb.heartbeats_total
-        beats.push({ seq: hb.last_seq, total: hb.heartbeats_total, at: Date.now() })
-      }
-    } catch {}
-    if (!stopped) timer = setTimeout(poll, intervalMs)
-  }
-  poll().catch(() => {})
-  return {
-    beats,
-    waitForBeat: (timeoutMs, since = 0, matches = () => true) =>
-      waitFor(`a heartbeat of ${vm} seen by the service`, () => beats.find((b) => b.at >= since && matches(b)), timeoutMs),
-    maxSeq: (until = Infinity) => Math.max(-1, ...beats.filter((b) => b.at < until).map((b) => b.seq ?? -1)),
-    stop: () => {
-      stopped = true
-      if (timer) clearTimeout(timer)
-    }
-  }
 }
 
 /** Samples GET /api/v1/vms every intervalMs: each VM's watchdog state over time. */
@@ -110,8 +78,8 @@ async function twoVms (t: Test): Promise<void> {
 
   made.config = await writeServiceConfig({ port, vmName: FIRST, extra: { vms: [{ name: SECOND }] } })
   const svc = made.service = await startService(made.config)
-  const beatsFirst = watchVmBeats(svc, FIRST)
-  const beatsSecond = watchVmBeats(svc, SECOND)
+  const beatsFirst = watchBeats(() => svc, 100, FIRST)
+  const beatsSecond = watchBeats(() => svc, 100, SECOND)
   stoppers.push(beatsFirst.stop, beatsSecond.stop)
   await beatsFirst.waitForBeat(60_000, 0, (b) => (b.seq ?? 0) >= 2)
   await beatsSecond.waitForBeat(60_000, 0, (b) => (b.seq ?? 0) >= 2)
