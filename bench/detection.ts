@@ -6,12 +6,12 @@
 //   2. crash: our `virsh destroy` call -> revert started (audit revert_started ts).
 // Prints numbers, no pass/fail.
 //   node --import tsx bench/detection.ts [--runs 10] [--dist]
-import { virsh } from '../test/e2e/harness.ts'
-import { revertCycle, ServiceRig } from '../test/e2e/service-harness.ts'
+import { virsh } from '../harness/guest.ts'
+import { revertCycle, ServiceRig } from '../harness/service.ts'
 import { benchArgs, describe, line, loadNote, reportFailure, serviceEntry, stats } from './lib.ts'
 
 const args = benchArgs(10)
-const rig = new ServiceRig('kvw-bench-detection', { viaProxy: true, entry: serviceEntry(args.dist) })
+const rig = new ServiceRig('kvw-bench-detection', { viaProxy: true, entry: serviceEntry(args.dist), extraConfig: { heartbeat_timeout: 4 } })
 let failed = false
 try {
   console.log(`detection latency: real service (${args.dist ? 'dist/' : 'src/ via tsx'}) on a real TCG guest, heartbeat_timeout 4 s, ${args.runs} runs each`)

@@ -7,8 +7,8 @@
 // src/ through tsx (its loader costs memory of its own).
 import { execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
-import { sleep } from '../test/e2e/harness.ts'
-import { ServiceRig } from '../test/e2e/service-harness.ts'
+import { sleep } from '../harness/guest.ts'
+import { ServiceRig } from '../harness/service.ts'
 import { benchArgs, loadNote, serviceEntry, stats } from './lib.ts'
 
 const args = benchArgs(1, { seconds: { type: 'string' } })

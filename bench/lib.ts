@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { REPO_ROOT, type ServiceProcess } from '../test/e2e/service-harness.ts'
+import { REPO_ROOT, type ServiceProcess } from '../harness/service.ts'
 
 export interface Stats { n: number, median: number, p95: number, max: number, min: number, mean: number }
 
@@ -66,4 +66,16 @@ export function loadNote (): string {
 export function reportFailure (err: unknown, service: ServiceProcess | null | undefined): void {
   console.error(err)
   if (service) console.error(service.logs.slice(-30).map((l) => JSON.stringify(l)).join('\n'))
+}
+
+/** mulberry32, a small seedable PRNG (the one test/helpers/prng.ts gives the tests; bench/ does not import test/). */
+export function mulberry32 (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = a
+    x = Math.imul(x ^ (x >>> 15), x | 1)
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
 }

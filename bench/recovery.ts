@@ -9,8 +9,8 @@
 // The three alternate, run after run. During the virsh/binding runs the service is in
 // maintenance, so it does not react to a revert it did not make.
 // Prints numbers, no pass/fail.   node --import tsx bench/recovery.ts [--runs 10] [--dist]
-import { virsh } from '../test/e2e/harness.ts'
-import { firstBeatAfterRevert, revertCycle, ServiceRig, waitForStatus } from '../test/e2e/service-harness.ts'
+import { virsh } from '../harness/guest.ts'
+import { firstBeatAfterRevert, revertCycle, ServiceRig, waitForStatus } from '../harness/service.ts'
 import { openHypervisor } from '../src/libvirt/index.ts'
 import { benchArgs, describe, line, loadNote, reportFailure, serviceEntry, stats } from './lib.ts'
 

@@ -89,19 +89,19 @@ function onBlock (block) {
   for (const name of [...cards.keys()]) {
     if (!msg.vms.some((v) => v.vm === name)) { cards.get(name).el.remove(); cards.delete(name) }
   }
-  const lib = msg.vms.length > 0 ? msg.vms.every((v) => v.libvirtConnected) : null
+  const lib = msg.vms.length > 0 ? msg.vms.every((v) => v.libvirt_connected) : null
   const libEl = $('#libvirt')
   libEl.dataset.ok = String(lib)
   libEl.textContent = lib === null ? 'libvirt ?' : lib ? 'libvirt connected' : 'libvirt DOWN'
   // New revert or state change: the history has news.
-  const signature = msg.vms.map((v) => `${v.vm}:${v.state}:${v.lastRevert ? v.lastRevert.at + v.lastRevert.outcome : ''}:${v.maintenance ? 'm' : ''}`).join('|')
+  const signature = msg.vms.map((v) => `${v.vm}:${v.state}:${v.last_revert ? v.last_revert.at + v.last_revert.outcome : ''}:${v.maintenance ? 'm' : ''}`).join('|')
   if (signature !== lastSignature) {
     lastSignature = signature
     loadHistory()
   }
 }
 
-function fmtTime (ms) { return new Date(ms).toLocaleTimeString() }
+function fmtTime (iso) { return new Date(iso).toLocaleTimeString() }
 function fmtSeconds (s) { return s < 100 ? s.toFixed(1) + ' s' : Math.round(s) + ' s' }
 
 function render (view) {
@@ -122,21 +122,31 @@ function render (view) {
   f('state').textContent = view.state
   f('state').dataset.state = view.state
   f('timeout').textContent = `(timeout ${view.timeout} s)`
-  f('heartbeats').textContent = String(view.heartbeatsTotal) + (view.lastSeq !== null ? ` (seq ${view.lastSeq})` : '')
-  f('vm-state').textContent = view.vmRunning === null ? 'unknown' : (view.vmRunning ? 'running' : 'not running') + (view.vmReason ? ` (${view.vmReason})` : '') + (view.action ? ` — ${view.action}…` : '')
-  f('reverts').textContent = `${view.recentReverts} of ${view.maxReverts}` + (view.exhausted ? ` — EXHAUSTED: ${view.exhausted.reason}` : '')
-  const r = view.lastRevert
-  f('last-revert').textContent = r ? `${fmtTime(r.at)}: ${r.reason} (${r.source}) — ${r.outcome}` + (r.durationMs !== null ? `, ${(r.durationMs / 1000).toFixed(1)} s` : '') : 'none'
+  f('detector').textContent = fmtDetector(view.detector)
+  f('heartbeats').textContent = String(view.heartbeats_total) + (view.last_seq !== null ? ` (seq ${view.last_seq})` : '')
+  f('vm-state').textContent = view.vm_running === null ? 'unknown' : (view.vm_running ? 'running' : 'not running') + (view.vm_reason ? ` (${view.vm_reason})` : '') + (view.action ? ` — ${view.action}…` : '')
+  f('reverts').textContent = `${view.recent_reverts} of ${view.max_reverts}` + (view.exhausted ? ` — EXHAUSTED: ${view.exhausted.reason}` : '')
+  const r = view.last_revert
+  f('last-revert').textContent = r ? `${fmtTime(r.at)}: ${r.reason} (${r.source}) — ${r.outcome}` + (r.duration_ms !== null ? `, ${(r.duration_ms / 1000).toFixed(1)} s` : '') : 'none'
   const m = view.maintenance
   f('maintenance').textContent = m ? `${m.reason}` + (m.until ? ` until ${fmtTime(m.until)}` : ' (until ended)') + (m.note ? ` — ${m.note}` : '') : 'off'
   updateAge(card)
 }
 
+/** "adaptive (φ 0.4 of 8): revert after 3.0 s of silence", or "fixed: revert after 15.0 s of silence". */
+function fmtDetector (d) {
+  if (!d) return '–'
+  const after = d.effective_timeout === null ? '' : `: revert after ${fmtSeconds(d.effective_timeout)} of silence`
+  if (d.detector === 'fixed') return 'fixed' + after
+  if (d.rule === 'fixed') return `adaptive (learning: ${d.learned_seconds} s of heartbeats seen)` + after
+  return `adaptive (φ ${d.phi === null ? '–' : d.phi.toFixed(1)} of ${d.phi_threshold})` + after
+}
+
 function updateAge (card) {
   const el = $('[data-field="age"]', card.el)
-  const last = card.view.lastHeartbeat
+  const last = card.view.last_heartbeat
   if (last === null) { el.textContent = 'none yet'; return }
-  el.textContent = fmtSeconds(Math.max(0, (Date.now() + serverOffsetMs - last) / 1000)) + ' ago'
+  el.textContent = fmtSeconds(Math.max(0, (Date.now() + serverOffsetMs - Date.parse(last)) / 1000)) + ' ago'
 }
 
 // Between messages (one a second) the age keeps counting on the browser's clock.

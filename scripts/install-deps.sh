@@ -3,12 +3,13 @@
 #   install-deps.sh runtime   what the service needs (libvirt's client library)
 #   install-deps.sh test      + what the test suite needs (libvirtd, QEMU, the e2e guest's parts,
 #                              Prometheus for promtool and the scrape test, Chromium for the
-#                              dashboard test, systemd-analyze for the unit check)
+#                              dashboard test, systemd-analyze for the unit check, debootstrap
+#                              and systemd-nspawn for the real-systemd container suite)
 set -euo pipefail
 profile=${1:-runtime}
 runtime=(libvirt0 libvirt-clients)
 test=(libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static tini cpio kmod
-      prometheus chromium systemd python3 socat)
+      prometheus chromium systemd python3 socat debootstrap systemd-container)
 case "$profile" in
   runtime) wanted=("${runtime[@]}") ;;
   test) wanted=("${runtime[@]}" "${test[@]}") ;;

@@ -10,10 +10,12 @@
 #                                     package.json, config.yaml.example, guest-scripts/,
 #                                     share/ (kiosk files)
 #   /etc/systemd/system/kiosk-vm-watchdog.service
-#   /etc/systemd/user/kiosk-viewer.service         (the kiosk session's viewer, a user unit)
+#   /etc/systemd/user/kiosk-viewer.service         (the kiosk session's viewer, a user unit,
+#   /etc/systemd/user/kiosk-session.target          wanted by the target the Openbox autostart starts)
 #   /etc/kiosk-vm-watchdog/config.yaml   only when there is none: an existing one is never
 #                                        replaced; a newer example goes beside it as config.yaml.new
-#   system user and group kiosk-vm-watchdog, member of group libvirt
+#   system user and group kiosk-vm-watchdog, member of group libvirt (listed in /etc/group:
+#   on Debian polkit admits qemu:///system clients by that)
 #   systemctl daemon-reload and enable (only with systemd running and no DESTDIR; start it
 #   yourself after editing the config: systemctl start kiosk-vm-watchdog)
 #
@@ -95,7 +97,7 @@ cp "$repo/config.yaml" "$stage/config.yaml.example"
 [ -d "$repo/guest-scripts" ] && cp -R "$repo/guest-scripts" "$stage/guest-scripts"
 # The dashboard's static files: dist/plugins/dashboard.js serves ../../public/ (beside dist/).
 [ -d "$repo/public" ] && cp -R "$repo/public" "$stage/public"
-cp "$repo/systemd/openbox-autostart" "$repo/systemd/kiosk-viewer.service" "$stage/share/"
+cp "$repo/systemd/openbox-autostart" "$repo/systemd/kiosk-viewer.service" "$repo/systemd/kiosk-session.target" "$stage/share/"
 [ -f "$repo/systemd/README.md" ] && cp "$repo/systemd/README.md" "$stage/share/README.systemd.md"
 # Production dependencies only, copied from this checkout's node_modules (a museum host may have
 # no internet): npm lists them from package-lock.json; tar copies exactly those directories.
@@ -142,6 +144,16 @@ units_changed=no
 config_changed=no
 install_file "$work/$NAME.service" "$destdir/etc/systemd/system/$NAME.service" 0644 && units_changed=yes
 install_file "$repo/systemd/kiosk-viewer.service" "$destdir/etc/systemd/user/kiosk-viewer.service" 0644 && units_changed=yes
+install_file "$repo/systemd/kiosk-session.target" "$destdir/etc/systemd/user/kiosk-session.target" 0644 && units_changed=yes
+# What `systemctl --global enable kiosk-viewer.service` makes, made by hand so that it also
+# works in a DESTDIR and without systemd running: the session target wants the viewer.
+wants=$destdir/etc/systemd/user/kiosk-session.target.wants
+if [ "$(readlink "$wants/kiosk-viewer.service" 2>/dev/null)" != ../kiosk-viewer.service ]; then
+  mkdir -p "$wants"
+  ln -sfn ../kiosk-viewer.service "$wants/kiosk-viewer.service"
+  say "linked $wants/kiosk-viewer.service (kiosk-session.target wants the viewer, as systemctl --global enable would)"
+  units_changed=yes
+fi
 
 # The configuration: the repository's example, pointed at the host's libvirt.
 sed -e 's|^libvirt_uri: test:///default$|libvirt_uri: qemu:///system|' "$repo/config.yaml" > "$work/config.yaml"

@@ -62,6 +62,9 @@ remove "$app.new"
 remove "$app.old"
 remove "$unit"
 remove "$destdir/etc/systemd/user/kiosk-viewer.service"
+remove "$destdir/etc/systemd/user/kiosk-session.target"
+remove "$destdir/etc/systemd/user/kiosk-session.target.wants/kiosk-viewer.service"
+rmdir "$destdir/etc/systemd/user/kiosk-session.target.wants" 2>/dev/null || true
 [ $systemd = yes ] && systemctl daemon-reload
 
 if [ $purge = yes ]; then

@@ -5,7 +5,7 @@ import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fas
 import type { LoadedConfig } from './config/load.ts'
 import type { Host as DoctorHost } from './doctor/index.ts'
 import type { Hypervisor } from './libvirt/index.ts'
-import type { Clock } from './heartbeat/watchdog.ts'
+import { realTimers, systemClock, type Clock, type TimerPort } from './ports/index.ts'
 import errorsPlugin, { frameworkErrors } from './plugins/errors.ts'
 import hypervisorPlugin from './plugins/hypervisor.ts'
 import alertsPlugin from './plugins/alerts.ts'
@@ -17,14 +17,15 @@ import apiRoutes from './routes/index.ts'
 import vmsPlugin from './plugins/vms.ts'
 import streamRoutes from './routes/stream.ts'
 
-export type { Clock } from './heartbeat/watchdog.ts'
-
 export interface BuildAppOptions {
   config: LoadedConfig
   hypervisor: Hypervisor
   /** A pino logger (server.ts makes one); tests usually pass none. */
   logger?: FastifyBaseLogger
+  /** Wall-clock time (default: the system's). */
   clock?: Clock
+  /** Every timer the app's services arm (default: real, unref'd timers). Tests pass a fake clock for both. */
+  timers?: TimerPort
   /** What `GET /api/v1/doctor` inspects (files, commands, users); default: this machine. */
   doctorHost?: DoctorHost
 }
@@ -33,6 +34,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     config: LoadedConfig
     clock: Clock
+    timers: TimerPort
     startedAt: number
   }
 }
@@ -53,9 +55,10 @@ export async function buildApp (options: BuildAppOptions): Promise<FastifyInstan
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
 
-  const clock = options.clock ?? { now: Date.now }
+  const clock = options.clock ?? systemClock
   app.decorate('config', options.config)
   app.decorate('clock', clock)
+  app.decorate('timers', options.timers ?? realTimers)
   app.decorate('startedAt', clock.now())
 
   await app.register(errorsPlugin)

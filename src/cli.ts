@@ -2,7 +2,7 @@
 // kiosk-vm-watchdog [serve|check-config|doctor] [--config FILE] [--json]
 import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { configPath } from './config/load.ts'
+import { configPath, EXIT_CONFIG } from './config/load.ts'
 import { doctorCli } from './doctor/cli.ts'
 import { serve } from './server.ts'
 
@@ -22,11 +22,21 @@ that file does not exist).`
 process.env['UV_THREADPOOL_SIZE'] ??= '8'
 
 async function main (argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, check: { type: 'boolean' }, json: { type: 'boolean' } }
-  })
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, check: { type: 'boolean' }, json: { type: 'boolean' } }
+    })
+  } catch (err) {
+    // `--config` without a file is a configuration problem (78, as systemd's unit expects);
+    // any other unknown or incomplete option is a usage error (64).
+    const message = (err as Error).message
+    process.stderr.write(`kiosk-vm-watchdog: ${message}\n${USAGE}\n`)
+    return /'(-c|--config)\b/.test(message) ? EXIT_CONFIG : 64
+  }
+  const { values, positionals } = parsed
   const command = values.check ? 'check-config' : (positionals[0] ?? 'serve')
   if (values.help) {
     process.stdout.write(USAGE + '\n')

@@ -1,12 +1,14 @@
 // The one registry of error codes the API answers with. A route throws an AppError with a code
-// from here; the error handler in app.ts turns it into `{ error: { code, message } }` with the
-// registered status. 5xx messages are replaced by the registered text so internals never leak.
+// from here; the error handler in plugins/errors.ts turns it into `{ error: { code, message } }`
+// with the registered status. 5xx messages are replaced by the registered text so internals never
+// leak.
 
 export const ERROR_CODES = {
   BAD_REQUEST: { status: 400, message: 'The request is not valid' },
   BAD_SNAPSHOT_NAME: { status: 400, message: 'The snapshot name is not valid' },
   UNAUTHORIZED: { status: 401, message: 'A valid admin token is required' },
   FORBIDDEN: { status: 403, message: 'This client may not call this endpoint' },
+  CROSS_SITE_REQUEST: { status: 403, message: 'A page on another site may not run actions here' },
   NOT_FOUND: { status: 404, message: 'No such route' },
   UNKNOWN_VM: { status: 404, message: 'No such VM' },
   SNAPSHOT_NOT_FOUND: { status: 404, message: 'No such snapshot' },
@@ -19,7 +21,9 @@ export const ERROR_CODES = {
   INTERNAL: { status: 500, message: 'Internal error' },
   LIBVIRT_ERROR: { status: 502, message: 'libvirt refused the operation' },
   LIBVIRT_UNAVAILABLE: { status: 503, message: 'libvirt is not reachable' },
-  NOT_READY: { status: 503, message: 'The service is not ready' }
+  NOT_READY: { status: 503, message: 'The service is not ready' },
+  AUDIT_UNREADABLE: { status: 503, message: 'The audit trail cannot be read: audit.jsonl in the data directory is damaged or not a file (the service log names it)' },
+  STATE_NOT_SAVED: { status: 503, message: 'The change could not be saved in the data directory (disk full, read-only or damaged), so it was not made: the previous setting stays in force. The service log names the file.' }
 } as const satisfies Record<string, { status: number, message: string }>
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -2,9 +2,9 @@
 // second run changes nothing (same files, same inodes), that an edited config survives, that the
 // installed tree runs, and that uninstall keeps config and data unless --purge.
 import t from 'tap'
-import { appendFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { spawn, spawnSync } from 'node:child_process'
 import { createInterface } from 'node:readline'
@@ -58,6 +58,8 @@ const app = join(destdir, 'opt', NAME)
 const config = join(destdir, 'etc', NAME, 'config.yaml')
 const unit = join(destdir, 'etc/systemd/system', `${NAME}.service`)
 const userUnit = join(destdir, 'etc/systemd/user/kiosk-viewer.service')
+const sessionTarget = join(destdir, 'etc/systemd/user/kiosk-session.target')
+const viewerWanted = join(destdir, 'etc/systemd/user/kiosk-session.target.wants/kiosk-viewer.service')
 const dataFile = join(destdir, 'var/lib', NAME, 'audit.jsonl')
 
 t.test('first install: application, units, config; no user or systemd under DESTDIR', async (t) => {
@@ -75,6 +77,10 @@ t.test('first install: application, units, config; no user or systemd under DEST
   const unitText = readFileSync(unit, 'utf8')
   t.match(unitText, new RegExp(`^ExecStart=${process.execPath} /opt/${NAME}/dist/cli.js serve$`, 'm'), 'ExecStart names this node and the prefix')
   t.equal(readFileSync(userUnit, 'utf8'), readFileSync(join(ROOT, 'systemd/kiosk-viewer.service'), 'utf8'))
+  // The viewer hangs off the target the Openbox autostart starts (graphical-session.target is
+  // never active under lightdm + Openbox on Debian 12), enabled for every user.
+  t.equal(readFileSync(sessionTarget, 'utf8'), readFileSync(join(ROOT, 'systemd/kiosk-session.target'), 'utf8'))
+  t.equal(readlinkSync(viewerWanted), '../kiosk-viewer.service', 'kiosk-session.target wants the viewer (systemctl --global enable)')
 
   t.equal(lstatSync(config).mode & 0o777, 0o640, 'config is not world-readable')
   const loaded = loadConfig(config, {})
@@ -164,6 +170,8 @@ t.test('uninstall removes the application and units, keeps config and data', asy
   t.notOk(existsSync(app))
   t.notOk(existsSync(unit))
   t.notOk(existsSync(userUnit))
+  t.notOk(existsSync(sessionTarget))
+  t.notOk(existsSync(viewerWanted) || existsSync(dirname(viewerWanted)), 'the wants link and its directory are gone')
   t.ok(existsSync(config), 'config kept')
   t.ok(existsSync(dataFile), 'data kept')
   t.match(r.out, /kept .*etc\/kiosk-vm-watchdog \(remove it with --purge\)/)

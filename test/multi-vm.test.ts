@@ -3,42 +3,34 @@
 // to, the per-VM routes, unknown VMs, a revert of one VM leaving the other alone, a schedule
 // that closes one VM only, and each VM's screen.
 import t, { type Test } from 'tap'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, InjectOptions } from 'fastify'
-import { buildApp } from '../src/app.ts'
-import { parseConfig } from '../src/config/load.ts'
-import { openHypervisor, type Hypervisor, type LifecycleEvent } from '../src/libvirt/index.ts'
+import type { Hypervisor, LifecycleEvent } from '../src/libvirt/index.ts'
 import { decodePng } from '../src/screen/index.ts'
+import { build, T0 } from './helpers/app.ts'
+import { FakeClock } from './helpers/fake-clock.ts'
 
 const NODE_FILE = fileURLToPath(new URL('./fixtures/two-vms.xml', import.meta.url))
 const B_ADDRESS = '192.168.122.12'
 
-interface Harness { app: FastifyInstance, h: Hypervisor, events: LifecycleEvent[], clock: { t: number, now (): number } }
+interface Harness { app: FastifyInstance, h: Hypervisor, events: LifecycleEvent[], clock: FakeClock }
 
-async function twoVmApp (t: Test, extra: Record<string, unknown> = {}, start = Date.now()): Promise<Harness> {
-  const loaded = parseConfig({
-    libvirt_uri: `test://${NODE_FILE}`,
-    vm_name: 'exhibit-a',
-    timezone: 'Europe/Berlin',
-    data_dir: mkdtempSync(join(tmpdir(), 'kvw-multi-')),
-    // No automatic reverts while the test runs: only the ones it asks for.
-    heartbeat_timeout: 600,
-    startup_grace: 600,
-    vms: [{ name: 'exhibit-b', guest_addresses: [B_ADDRESS], ...extra }],
-    security: { guest_revert_min_interval: 0 }
-  }, {})
-  const h = openHypervisor(loaded.config.libvirt_uri, { reconnect: false })
-  const clock = { t: start, now () { return this.t } }
-  const app = await buildApp({ config: loaded, hypervisor: h, clock })
-  await app.ready()
-  t.teardown(() => app.close())
-  const events: LifecycleEvent[] = []
-  const off = h.onLifecycle((e) => events.push(e))
-  t.teardown(off)
-  return { app, h, events, clock }
+/** Time stands still (a fake clock nobody moves): the only reverts are the ones a test asks for. */
+async function twoVmApp (t: Test, extra: Record<string, unknown> = {}, start = T0): Promise<Harness> {
+  const clock = new FakeClock(start)
+  const { app, lifecycle } = await build(t, {
+    uri: `test://${NODE_FILE}`,
+    clock,
+    timers: clock,
+    config: {
+      libvirt_uri: `test://${NODE_FILE}`,
+      vm_name: 'exhibit-a',
+      timezone: 'Europe/Berlin',
+      vms: [{ name: 'exhibit-b', guest_addresses: [B_ADDRESS], ...extra }],
+      security: { guest_revert_min_interval: 0 }
+    }
+  })
+  return { app, h: app.hypervisor, events: lifecycle, clock }
 }
 
 const views = (app: FastifyInstance) => Object.fromEntries([...app.vms].map(([name, vm]) => [name, vm.watchdog.view()]))
@@ -159,8 +151,8 @@ t.test('each VM\'s screen', async (t) => {
   }
 })
 
-/** Waits for a condition that libvirt's worker threads make true (no fixed sleep). */
-async function until (check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+/** Waits for a condition that libvirt's worker threads make true (no fixed sleep); the bound only catches a hang. */
+async function until (check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs
   while (Date.now() < end) {
     if (await check()) return

@@ -4,6 +4,7 @@
 // timeout_seconds, failures (network error, timeout, non-2xx) are retried `retries` times with
 // doubling backoff; when a queue is full the oldest alert is dropped (and that is logged).
 import type { AlertEvent } from '../config/schema.ts'
+import { realTimers, systemClock, type Clock, type Log, type TimerPort } from '../ports/index.ts'
 
 export interface WebhookTarget {
   url: string
@@ -24,19 +25,17 @@ export interface AlertPayload {
   fields: Record<string, unknown>
 }
 
-export interface AlertLogger {
-  info (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-}
-
 export interface WebhookNotifierOptions {
   webhooks: readonly WebhookTarget[]
   /** Alerts waiting per webhook; beyond this the oldest is dropped. */
   queueSize: number
-  log: AlertLogger
+  log: Pick<Log, 'info' | 'warn'>
   /** First wait before a retry (doubles each time, at most maxRetryDelayMs). */
   retryDelayMs?: number
   maxRetryDelayMs?: number
+  /** The per-attempt timeout and the backoff (default: real timers); tests pass a fake clock. */
+  timers?: TimerPort
+  clock?: Clock
 }
 
 interface Delivery {
@@ -72,7 +71,7 @@ class WebhookQueue {
       this.dropped++
       this.options.log.warn({ webhook: loggableUrl(this.target.url), event: old.payload.event, vm: old.payload.vm }, 'alert queue full: dropped the oldest alert')
     }
-    this.pending.push({ payload, queuedAt: Date.now() })
+    this.pending.push({ payload, queuedAt: (this.options.clock ?? systemClock).now() })
     this.running ??= this.run().finally(() => { this.running = null })
   }
 
@@ -110,7 +109,7 @@ class WebhookQueue {
       const last = attempt === target.retries + 1
       options.log.warn({ webhook: url, event: delivery.payload.event, vm: delivery.payload.vm, attempt, problem, retryInMs: last ? null : delay }, last ? 'alert not delivered: giving up' : 'alert not delivered: retrying')
       if (last) break
-      await sleep(delay, this.stop.signal)
+      await sleep(delay, this.stop.signal, options.timers ?? realTimers)
       delay = Math.min(delay * 2, options.maxRetryDelayMs ?? 60_000)
     }
     this.failed++
@@ -118,7 +117,11 @@ class WebhookQueue {
 
   /** One POST; null on success, else what went wrong. */
   private async attempt (body: string): Promise<string | null> {
-    const signal = AbortSignal.any([AbortSignal.timeout(this.target.timeout_seconds * 1000), this.stop.signal])
+    // The timeout is a timer of our own (not AbortSignal.timeout) so it runs on the injected clock.
+    const timeout = new AbortController()
+    const timers = this.options.timers ?? realTimers
+    const timer = timers.setTimeout(() => { timeout.abort(new DOMException('attempt timed out', 'TimeoutError')) }, this.target.timeout_seconds * 1000)
+    const signal = AbortSignal.any([timeout.signal, this.stop.signal])
     try {
       const res = await fetch(this.target.url, {
         method: 'POST',
@@ -135,16 +138,18 @@ class WebhookQueue {
       if (e.name === 'AbortError') return 'stopped'
       const cause = e.cause as { code?: string, message?: string } | undefined
       return cause?.code ?? cause?.message ?? e.message
+    } finally {
+      timers.clearTimeout(timer)
     }
   }
 }
 
-function sleep (ms: number, signal: AbortSignal): Promise<void> {
+function sleep (ms: number, signal: AbortSignal, timers: TimerPort): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) { resolve(); return }
-    const timer = setTimeout(done, ms)
+    const timer = timers.setTimeout(done, ms)
     function done () {
-      clearTimeout(timer)
+      timers.clearTimeout(timer)
       signal.removeEventListener('abort', done)
       resolve()
     }

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
 import { z } from 'zod'
-import { configSchema, securitySchema, type Config, type VmConfig } from './schema.ts'
+import { configSchema, securitySchema, VM_SETTING_KEYS, type Config, type VmConfig, type VmSettings } from './schema.ts'
 
 /** Exit code for a bad configuration (EX_CONFIG from sysexits.h; systemd shows it as "CONFIG"). */
 export const EXIT_CONFIG = 78
@@ -89,7 +89,13 @@ function parseYaml (file: string, text: string): unknown {
   if (doc.errors.length > 0) {
     throw new ConfigError(file, doc.errors.map((e) => `YAML syntax: ${e.message.split('\n')[0]}`))
   }
-  const value: unknown = doc.toJS()
+  let value: unknown
+  try {
+    // The yaml library refuses documents whose aliases expand too far (a "billion laughs" bomb).
+    value = doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    throw new ConfigError(file, [`YAML: ${(err as Error).message.split('\n')[0]} (aliases * and anchors & are limited; write the values out)`])
+  }
   if (value === null || value === undefined) return {}
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw new ConfigError(file, ['the file must be a mapping of keys to values (key: value)'])
@@ -109,7 +115,7 @@ export function parseConfig (raw: unknown, env: NodeJS.ProcessEnv, file: string 
   if (input['libvirt_uri'] === undefined && env['LIBVIRT_DEFAULT_URI']) {
     input['libvirt_uri'] = env['LIBVIRT_DEFAULT_URI']
   }
-  const result = configSchema.safeParse(input)
+  const result = configSchema.safeParse(input, { reportInput: true })
   if (!result.success) problems.push(...formatIssues(result.error))
   if (problems.length > 0 || !result.success) throw new ConfigError(file, problems)
   const config = result.data
@@ -118,6 +124,11 @@ export function parseConfig (raw: unknown, env: NodeJS.ProcessEnv, file: string 
   vms.forEach((vm, i) => {
     if (seen.has(vm.name)) problems.push(`vms[${i - 1}].name: "${vm.name}" is listed twice (vm_name is the first VM)`)
     seen.add(vm.name)
+  })
+  vms.forEach((vm, i) => {
+    if (vm.heartbeat_detector === 'adaptive' && vm.adaptive_min_timeout > vm.heartbeat_timeout) {
+      problems.push(`${i === 0 ? '' : `vms[${i - 1}].`}adaptive_min_timeout: ${vm.adaptive_min_timeout} s is longer than heartbeat_timeout (${vm.heartbeat_timeout} s); the adaptive deadline lies between the two`)
+    }
   })
   const owners = new Map<string, string>()
   for (const vm of vms) {
@@ -142,15 +153,30 @@ function applyEnv (input: Record<string, unknown>, env: NodeJS.ProcessEnv, probl
   }
 }
 
+/** Plain decimal numbers only: Number() would also read 0x10, 0b1, 1_0 or " 16 " (not what a technician means). */
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/
+
 function coerceEnv (value: string, schema: z.ZodType, name: string, problems: string[]): unknown {
   const probe = (v: unknown) => schema.safeParse(v).success
   if (probe(value)) return value
   if (/^(true|yes|on|1)$/i.test(value) && probe(true)) return true
   if (/^(false|no|off|0)$/i.test(value) && probe(false)) return false
-  const n = Number(value)
-  if (value.trim() !== '' && Number.isFinite(n) && probe(n)) return n
-  problems.push(`${name} (environment): "${value}" is not valid for this key`)
+  const n = DECIMAL.test(value) ? Number(value) : Number.NaN
+  if (Number.isFinite(n) && probe(n)) return n
+  problems.push(`${name} (environment): ${JSON.stringify(value)}: ${envWhy(value, n, schema)}`)
   return undefined
+}
+
+/** Why an environment value does not fit: the schema's own words for the best reading of it. */
+function envWhy (value: string, n: number, schema: z.ZodType): string {
+  const wantsNumber = !schema.safeParse('x').success && schema.safeParse(1).success === true
+  const wantsBoolean = schema.safeParse(true).success
+  if (wantsBoolean) return 'expected true or false (also yes/no, on/off, 1/0)'
+  if (!Number.isFinite(n) && wantsNumber) {
+    return 'not a decimal number (write it in decimal, e.g. 15 or 0.5; hex, octal, binary and underscores are not read)'
+  }
+  const issue = schema.safeParse(Number.isFinite(n) ? n : value).error?.issues[0]
+  return issue?.message ?? 'not valid for this key'
 }
 
 export function formatIssues (error: z.ZodError): string[] {
@@ -159,27 +185,26 @@ export function formatIssues (error: z.ZodError): string[] {
     if (issue.code === 'unrecognized_keys') {
       return `${path === '(top level)' ? '' : path + '.'}${issue.keys.join(', ')}: unknown key${issue.keys.length > 1 ? 's' : ''} (a typo? see config.yaml for every key)`
     }
-    return `${path}: ${issue.message}`
+    return `${path}: ${issue.message}${shownValue(path, issue.input)}`
   })
 }
 
-export function resolveVms (config: Config): VmConfig[] {
-  const base: Omit<VmConfig, 'name'> = {
-    snapshot_name: config.snapshot_name,
-    heartbeat_timeout: config.heartbeat_timeout,
-    startup_grace: config.startup_grace,
-    post_revert_grace: config.post_revert_grace,
-    auto_revert_enabled: config.auto_revert_enabled,
-    max_reverts: config.max_reverts,
-    revert_window: config.revert_window,
-    revert_retry_initial: config.revert_retry_initial,
-    revert_retry_max: config.revert_retry_max,
-    keep_revisions: config.keep_revisions,
-    guest_addresses: config.guest_addresses,
-    schedule: config.schedule,
-    screen: config.screen,
-    heartbeat_check_interval: config.heartbeat_check_interval
+/** ` (got …)` for the message, unless the value is secret (a token, a header) or too long to help. */
+function shownValue (path: string, input: unknown): string {
+  if (input === undefined || /token|headers|password/i.test(path)) return ''
+  let text: string
+  try {
+    text = typeof input === 'number' && !Number.isFinite(input) ? String(input) : JSON.stringify(input)
+  } catch {
+    return ''
   }
+  if (text === undefined || typeof input === 'object') return ''
+  return ` (got ${text.length > 80 ? `${text.slice(0, 77)}...` : text})`
+}
+
+export function resolveVms (config: Config): VmConfig[] {
+  const settings = Object.fromEntries(VM_SETTING_KEYS.map((key) => [key, config[key]])) as VmSettings
+  const base = { ...settings, heartbeat_check_interval: config.heartbeat_check_interval }
   // guest_addresses name one VM's guests: never inherited, or every VM would claim the same guest.
   const extra = config.vms.map((vm) => {
     const defined = Object.fromEntries(Object.entries(vm).filter(([, v]) => v !== undefined))

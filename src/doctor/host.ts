@@ -60,7 +60,7 @@ export function realHost (): Host {
       kvm: '/dev/kvm',
       groupFile: '/etc/group',
       libvirtNetworks: '/etc/libvirt/qemu/networks',
-      pid1Comm: '/proc/1/comm'
+      systemdRunDir: '/run/systemd/system'
     }
   }
 }

@@ -4,12 +4,12 @@
 import type { ConfigError, LoadedConfig } from '../config/load.ts'
 import type { Hypervisor } from '../libvirt/index.ts'
 import { realHost } from './host.ts'
-import { doctorChecks, isCheckConfigId, runChecks, type DoctorReport } from './run.ts'
+import { doctorChecks, runChecks, type DoctorReport } from './run.ts'
 import type { DoctorContext, Host, WatchdogLike } from './types.ts'
 
 export { doctorChecks, formatResults, isCheckConfigId, runCheck, runChecks, type DoctorReport } from './run.ts'
 export { realHost } from './host.ts'
-export type * from './types.ts'
+export type { Check, CheckResult, CommandResult, Host, WatchdogLike } from './types.ts'
 
 export interface DoctorOptions {
   configFile: string | null
@@ -42,5 +42,3 @@ export async function runDoctor (options: DoctorOptions): Promise<DoctorReport> 
   const checks = doctorChecks(options.loaded?.vms.map((vm) => vm.name) ?? []).filter((c) => options.only?.(c.id) ?? true)
   return runChecks(ctx, checks)
 }
-
-export { isCheckConfigId as checkConfigSubset }

@@ -52,8 +52,9 @@ export interface Host {
     groupFile: string
     /** /etc/libvirt/qemu/networks: libvirt's persistent network definitions (read-only). */
     libvirtNetworks: string
-    /** /proc/1/comm: tells whether systemd is PID 1. */
-    pid1Comm: string
+    /** /run/systemd/system: exists when systemd booted the host (sd_booted(3)); readable even
+     * where /proc/1 is not (the service's ProtectProc=invisible). */
+    systemdRunDir: string
   }
 }
 

@@ -2,156 +2,64 @@
 // machine events, and carries out the machine's actions. It owns:
 //   - ONE timer, armed at nextDeadline(state) after every step (never setInterval with async work);
 //   - a slow safety-net poll of the VM state (self-rescheduling, never overlapping itself);
-//   - the per-VM action queue (runExclusive): every libvirt action on this VM, whoever asks for
-//     it (automatic revert, API revert, snapshot create, start/stop), runs through it, one at a time.
+//   - the per-VM action queue (action-queue.ts).
+// Types are in watchdog-types.ts, the view in view.ts, the libvirt actions in vm-actions.ts.
 import { EventEmitter } from 'node:events'
 import type { VmConfig } from '../config/schema.ts'
 import { AppError } from '../errors.ts'
-import { LibvirtError, type ConnectionEvent, type Hypervisor, type LifecycleEvent } from '../libvirt/index.ts'
+import type { ConnectionEvent, Hypervisor, LifecycleEvent } from '../libvirt/index.ts'
+import { MAINTENANCE_MAX_MINUTES } from '../limits.ts'
+import { MAX_TIMER_MS, type Clock, type Log, type TimerPort } from '../ports/index.ts'
+import { ActionQueue } from './action-queue.ts'
 import {
-  initialState, nextDeadline, publicState, recentRevertCount, step, toPersisted,
-  type Action, type LastRevert, type MachineEvent, type MachineSettings, type MaintenanceReason, type Phase,
-  type PublicState, type RequestResult, type RequestSource, type RevertSource, type StepResult, type WatchdogState
+  initialState, nextDeadline, publicState, step, toPersisted,
+  type Action, type MachineEvent, type MachineSettings, type RequestResult, type RequestSource, type StepResult, type WatchdogState
 } from './machine.ts'
-import { parsePersistedState, type Counters, type PersistedWatchdogState } from './persisted.ts'
+import { parsePersistedState, type PersistedWatchdogState } from './persisted.ts'
+import { buildView } from './view.ts'
+import { destroyIfStillRunning, destroyVm, readVmState, revertVm, shutdownVm, type VmActionContext } from './vm-actions.ts'
+import type {
+  HeartbeatInput, WatchdogAudit, WatchdogEvents, WatchdogOptions, WatchdogPersistence, WatchdogView
+} from './watchdog-types.ts'
 
-export interface Clock { now (): number }
-
-/** Where the persisted subset lives (src/store's StateFile fits). load() may return anything: it is validated here. */
-export interface WatchdogPersistence {
-  load (): Promise<unknown>
-  save (state: PersistedWatchdogState): Promise<void>
-}
-
-export type WatchdogAuditEntry = { vm: string, kind: string, ts: string, reason: string, [field: string]: unknown }
-
-/** The audit trail (src/store's AuditLog fits). */
-export interface WatchdogAudit {
-  append (entry: WatchdogAuditEntry): Promise<void>
-}
-
-/** pino's Logger fits; only these four levels are used. */
-export interface WatchdogLogger {
-  debug (obj: object, msg: string): void
-  info (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-  error (obj: object, msg: string): void
-}
-
-export interface WatchdogOptions {
-  vm: VmConfig
-  hypervisor: Hypervisor
-  /** A child logger with the VM's name bound. */
-  log: WatchdogLogger
-  clock?: Clock
-  persistence: WatchdogPersistence
-  audit: WatchdogAudit
-  /** Seconds between guest-caused reverts (default 60). */
-  guestRevertMinInterval?: number
-  /** After a graceful shutdown at closing time, destroy the VM if it still runs after this long (default 60 s). */
-  shutdownTimeoutMs?: number
-  /** The snapshot a revert goes to (default: vm.snapshot_name); snapshot/ may resolve revisions here. */
-  resolveSnapshot?: () => string | Promise<string>
-}
-
-export interface WatchdogView {
-  vm: string
-  /** starting | healthy | late | reverting | grace | maintenance | exhausted */
-  state: PublicState
-  phase: Phase
-  /** Why nothing reverts on its own: technician, config (auto_revert_enabled: false), stopped, closed. */
-  maintenance: { reason: MaintenanceReason, until: number | null, since: number, note: string | null } | null
-  /** EVC's flag: false while in maintenance of any kind. */
-  autoRevertEnabled: boolean
-  exhausted: { at: number, reason: string } | null
-  escalated: boolean
-  /** Epoch ms, or null before the first heartbeat since the service started. */
-  lastHeartbeat: number | null
-  lastSeq: number | null
-  lastStatus: string | null
-  lastSource: string | null
-  secondsSinceLast: number | null
-  heartbeatsTotal: number
-  /** heartbeat_timeout, seconds. */
-  timeout: number
-  recentReverts: number
-  maxReverts: number
-  lastRevert: LastRevert | null
-  /** Epoch ms of the next thing due on its own (late mark, timeout, grace end, retry, maintenance end). */
-  nextDeadline: number | null
-  revertInFlight: boolean
-  revert: { reason: string, source: RevertSource, attempt: number, startedAt: number, retryAt: number | null, lastError: string | null } | null
-  retryAt: number | null
-  vmRunning: boolean | null
-  vmReason: string | null
-  libvirtConnected: boolean
-  /** The label of the libvirt action running in the queue, if any. */
-  action: string | null
-  counters: Counters
-}
-
-export interface RevertEvent {
-  vm: string
-  phase: 'start' | 'finish'
-  reason: string
-  source: RevertSource
-  escalate: boolean
-  attempt: number
-  /** Start: ms between the deadline that caused the revert and the libvirt call (null if no deadline). */
-  deadlineLagMs: number | null
-  /** Finish: the libvirt call's duration. */
-  durationMs?: number
-  outcome?: 'succeeded' | 'failed'
-  error?: string
-}
-
-export interface HeartbeatEvent { vm: string, at: number, seq: number | null, status: string | null, source: string | null }
-export interface AlertEvent { vm: string, kind: 'exhausted' | 'revert_storm' | 'recovered', reason: string, fields: Record<string, unknown> }
-
-// A type alias (not an interface): EventEmitter's map needs an index-compatible type.
-export type WatchdogEvents = {
-  change: [WatchdogView]
-  revert: [RevertEvent]
-  heartbeat: [HeartbeatEvent]
-  alert: [AlertEvent]
-}
-
-export interface HeartbeatInput { seq?: number | undefined, status?: string | undefined, source?: string | undefined }
+export type * from './watchdog-types.ts'
 
 const REVERT_SOURCES_ALLOWED: readonly RequestSource[] = ['guest', 'technician', 'schedule', 'screen']
-/** setTimeout overflows past 2^31-1 ms; a far deadline is approached in steps. */
-const MAX_TIMER_MS = 24 * 3600 * 1000
 
 export class Watchdog extends EventEmitter<WatchdogEvents> {
   readonly name: string
   readonly vm: VmConfig
   readonly #h: Hypervisor
-  readonly #log: WatchdogLogger
+  readonly #log: Log
   readonly #clock: Clock
+  readonly #timers: TimerPort
   readonly #persistence: WatchdogPersistence
   readonly #audit: WatchdogAudit
   readonly #settings: MachineSettings
   readonly #shutdownTimeoutMs: number
-  readonly #resolveSnapshot: () => string | Promise<string>
+  readonly #actions: VmActionContext
+  readonly #queue: ActionQueue
 
   #state: WatchdogState | null = null
   #started = false
   #closed = false
-  #timer: NodeJS.Timeout | null = null
+  #timer: unknown = null
   #timerAt: number | null = null
-  #pollTimer: NodeJS.Timeout | null = null
-  #shutdownTimer: NodeJS.Timeout | null = null
+  #pollTimer: unknown = null
+  #shutdownTimer: unknown = null
   #unsubscribe: Array<() => void> = []
-  #queue: Promise<unknown> = Promise.resolve()
-  #action: string | null = null
-  /** Bumped when an action starts or ends: a state read that straddles one is stale. */
-  #actionGen = 0
   /** A lifecycle event came while an action ran: read the state again once the queue is free. */
   #recheck = false
   #pending = new Set<Promise<unknown>>()
   #saveChain: Promise<void> = Promise.resolve()
+  /** The save the last 'persist' action queued (its failure is not swallowed: #commit reports it). */
+  #lastSave: Promise<void> | null = null
+  /** Events fed so far: #commit undoes a change wholesale only if nothing came after it. */
+  #feeds = 0
   #lastSource: string | null = null
   #libvirtConnected = false
+  /** No machine timer runs before libvirt answered and the VM state was read once (no grace runs down, no revert). */
+  #vmStateKnown = false
 
   constructor (options: WatchdogOptions) {
     super()
@@ -159,12 +67,27 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     this.name = options.vm.name
     this.#h = options.hypervisor
     this.#log = options.log
-    this.#clock = options.clock ?? { now: Date.now }
+    this.#clock = options.clock
+    this.#timers = options.timers
     this.#persistence = options.persistence
     this.#audit = options.audit
-    this.#settings = { ...options.vm, guest_revert_min_interval: options.guestRevertMinInterval ?? 60 }
+    this.#settings = { ...options.vm, guest_revert_min_interval: options.guestRevertMinInterval }
     this.#shutdownTimeoutMs = options.shutdownTimeoutMs ?? 60_000
-    this.#resolveSnapshot = options.resolveSnapshot ?? (() => options.vm.snapshot_name)
+    this.#actions = {
+      vm: this.name,
+      snapshotName: options.vm.snapshot_name,
+      hypervisor: options.hypervisor,
+      log: options.log,
+      clock: options.clock,
+      resolveSnapshot: options.resolveSnapshot,
+      onRevert: (event) => this.emit('revert', event)
+    }
+    this.#queue = new ActionQueue(() => {
+      if (this.#recheck && !this.#closed) {
+        this.#recheck = false
+        this.#track(this.#readVmState('lifecycle event during an action'))
+      }
+    })
   }
 
   /**
@@ -216,12 +139,24 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    for (const timer of [this.#timer, this.#pollTimer, this.#shutdownTimer]) if (timer) clearTimeout(timer)
+    for (const timer of [this.#timer, this.#pollTimer, this.#shutdownTimer]) if (timer !== null) this.#timers.clearTimeout(timer)
     this.#timer = this.#pollTimer = this.#shutdownTimer = null
     for (const off of this.#unsubscribe.splice(0)) off()
-    await this.#queue.catch(() => {})
-    await Promise.allSettled([...this.#pending])
-    await this.#saveChain
+    await this.settled()
+  }
+
+  /**
+   * Resolves once nothing started so far is still running: the action queue is empty, audit
+   * appends and state saves are written. (Shutdown waits for it; tests on a fake clock too.)
+   */
+  async settled (): Promise<void> {
+    for (;;) {
+      await this.#queue.drain().catch(() => {})
+      await Promise.allSettled([...this.#pending])
+      const chain = this.#saveChain
+      await chain
+      if (this.#queue.current === null && this.#pending.size === 0 && chain === this.#saveChain) return
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -251,41 +186,51 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     return this.#feed({ type: 'revert_requested', reason: reason.trim(), source })?.result.outcome ?? { outcome: 'refused', why: 'the service is shutting down' }
   }
 
-  /** Stops the VM on purpose (maintenance 'stopped' + destroy). Resolves once the destroy ran; never rejects (failures are logged). */
-  stopVm (): Promise<void> {
+  /**
+   * Stops the VM on purpose (maintenance 'stopped' + destroy). The stop is saved first: when that
+   * fails, nothing happens and it rejects with STATE_NOT_SAVED. Resolves once the destroy ran
+   * (destroy failures are logged).
+   */
+  async stopVm (): Promise<void> {
     this.#ready()
-    return this.#feed({ type: 'stop_requested' })?.done ?? Promise.resolve()
+    const fed = await this.#saveThenApply({ type: 'stop_requested' })
+    await (fed?.done ?? Promise.resolve())
   }
 
-  /** Clears a manual stop (or closed hours) and reverts (reason technician_start). */
-  startVm (): RequestResult {
+  /** Clears a manual stop (or closed hours) and reverts (reason technician_start); saved first, as stopVm. */
+  async startVm (): Promise<RequestResult> {
     this.#ready()
-    return this.#feed({ type: 'start_requested' })?.result.outcome ?? { outcome: 'refused', why: 'the service is shutting down' }
+    const fed = await this.#saveThenApply({ type: 'start_requested' })
+    return fed?.result.outcome ?? { outcome: 'refused', why: 'the service is shutting down' }
   }
 
   /**
    * Maintenance: no automatic or guest reverts. `minutes` null = until cleared. reason 'config'
    * is EVC's /revert/disable (auto revert off); 'technician' a technician at work.
+   * Applied at once; the promise resolves once the change is saved. When saving fails the change
+   * is undone (the old setting stays in force and visible) and it rejects with STATE_NOT_SAVED (503).
+   * Bad arguments throw at once.
    */
-  setMaintenance (minutes: number | null, reason: 'technician' | 'config' = 'technician', note?: string): void {
+  setMaintenance (minutes: number | null, reason: 'technician' | 'config' = 'technician', note?: string): Promise<void> {
     this.#ready()
-    if (minutes !== null && (typeof minutes !== 'number' || !Number.isFinite(minutes) || minutes <= 0 || minutes > 366 * 24 * 60)) {
-      throw new AppError('BAD_REQUEST', `maintenance minutes must be a number above 0 and at most a year (got ${String(minutes)}), or null for no expiry`)
+    if (minutes !== null && (typeof minutes !== 'number' || !Number.isFinite(minutes) || minutes <= 0 || minutes > MAINTENANCE_MAX_MINUTES)) {
+      throw new AppError('BAD_REQUEST', `maintenance minutes must be a number above 0 and at most ${MAINTENANCE_MAX_MINUTES} (got ${String(minutes)}), or null for no expiry`)
     }
     if (reason !== 'technician' && reason !== 'config') throw new AppError('BAD_REQUEST', 'maintenance reason must be technician or config')
     const until = minutes === null ? null : this.#clock.now() + Math.round(minutes * 60_000)
-    this.#feed({ type: 'maintenance_on', until, reason, note: typeof note === 'string' ? note.slice(0, 500) : null })
+    return this.#commit({ type: 'maintenance_on', until, reason, note: typeof note === 'string' ? note.slice(0, 500) : null })
   }
 
-  clearMaintenance (): void {
+  /** Ends maintenance; the promise works as setMaintenance's. */
+  clearMaintenance (): Promise<void> {
     this.#ready()
-    this.#feed({ type: 'maintenance_off' })
+    return this.#commit({ type: 'maintenance_off' })
   }
 
-  /** Clears 'exhausted' (a technician fixed the cause). */
-  reset (): void {
+  /** Clears 'exhausted' (a technician fixed the cause); the promise works as setMaintenance's. */
+  reset (): Promise<void> {
     this.#ready()
-    this.#feed({ type: 'reset' })
+    return this.#commit({ type: 'reset' })
   }
 
   /** Opening hours: false = closed (maintenance + graceful shutdown), true = open (revert, if it was closed). */
@@ -296,56 +241,19 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
 
   /** Runs `fn` in this VM's action queue: never two libvirt actions on the VM at once. */
   runExclusive<T> (label: string, fn: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(async () => {
-      this.#action = label
-      this.#actionGen++
-      try {
-        return await fn()
-      } finally {
-        this.#action = null
-        this.#actionGen++
-        if (this.#recheck && !this.#closed) {
-          this.#recheck = false
-          this.#readVmState('lifecycle event during an action').catch(() => {})
-        }
-      }
-    })
-    this.#queue = run.catch(() => {})
-    return run
+    return this.#queue.run(label, fn)
   }
 
   view (): WatchdogView {
     this.#ready()
-    const s = this.#state!
-    const now = this.#clock.now()
-    return {
+    return buildView(this.#state!, this.#clock.now(), this.#settings, {
       vm: this.name,
-      state: publicState(s, now),
-      phase: s.phase,
-      maintenance: s.maintenance === null ? null : { reason: s.maintenance.reason, until: s.maintenance.until, since: s.maintenance.since, note: s.maintenance.note },
-      autoRevertEnabled: s.maintenance === null,
-      exhausted: s.exhausted,
-      escalated: s.escalated,
-      lastHeartbeat: s.lastHeartbeatAt,
-      lastSeq: s.lastSeq,
-      lastStatus: s.lastStatus,
-      lastSource: this.#lastSource,
-      secondsSinceLast: s.lastHeartbeatAt === null ? null : Math.max(0, now - s.lastHeartbeatAt) / 1000,
-      heartbeatsTotal: s.heartbeatsTotal,
       timeout: this.vm.heartbeat_timeout,
-      recentReverts: recentRevertCount(s, now, this.#settings),
       maxReverts: this.vm.max_reverts,
-      lastRevert: s.lastRevert,
-      nextDeadline: nextDeadline(s),
-      revertInFlight: s.revert?.inFlight ?? false,
-      revert: s.revert === null ? null : { reason: s.revert.reason, source: s.revert.source, attempt: s.revert.attempt, startedAt: s.revert.startedAt, retryAt: s.revert.retryAt, lastError: s.revert.lastError },
-      retryAt: s.revert?.retryAt ?? null,
-      vmRunning: s.vmRunning,
-      vmReason: s.vmReason,
+      lastSource: this.#lastSource,
       libvirtConnected: this.#libvirtConnected,
-      action: this.#action,
-      counters: s.counters
-    }
+      action: this.#queue.current
+    })
   }
 
   /** The machine's state (read-only; for tests and diagnostics). */
@@ -372,6 +280,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       return null
     }
     this.#state = result.state
+    this.#feeds++
     const done: Promise<void>[] = []
     for (const action of result.actions) {
       const p = this.#execute(action, now)
@@ -385,20 +294,20 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   }
 
   #arm (): void {
-    const deadline = this.#closed || this.#state === null ? null : nextDeadline(this.#state)
+    const deadline = this.#closed || this.#state === null || !this.#vmStateKnown ? null : nextDeadline(this.#state)
     if (deadline === this.#timerAt && (this.#timer !== null || deadline === null)) return
-    if (this.#timer) clearTimeout(this.#timer)
+    if (this.#timer !== null) this.#timers.clearTimeout(this.#timer)
     this.#timer = null
     this.#timerAt = deadline
     if (deadline === null) return
+    // A far deadline is approached in steps (setTimeout overflows past 2^31-1 ms).
     const delay = Math.min(Math.max(0, deadline - this.#clock.now()), MAX_TIMER_MS)
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#timers.setTimeout(() => {
       this.#timer = null
       this.#timerAt = null
       this.#feed({ type: 'tick' })
       this.#arm() // also when the tick came early (timers may fire ~1 ms before Date.now() agrees)
     }, delay)
-    this.#timer.unref()
   }
 
   #execute (action: Action, now: number): Promise<void> | null {
@@ -414,20 +323,36 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         this.emit('alert', { vm: this.name, kind: action.kind, reason: action.reason, fields: action.fields })
         return null
       case 'persist':
-        this.#save()
+        this.#lastSave = this.#save()
         return null
       case 'revert':
         if (this.#closed) return null
-        return this.#track(this.runExclusive(`revert:${action.reason}`, () => this.#revert(action)).catch((err: unknown) => {
+        return this.#track(this.runExclusive(`revert:${action.reason}`, async () => {
+          this.#feed(await revertVm(this.#actions, action))
+        }).catch((err: unknown) => {
           this.#log.error({ err }, 'revert action failed unexpectedly')
         }))
       case 'destroy':
         if (this.#closed) return null
-        return this.#track(this.runExclusive('destroy', () => this.#destroy(action.reason)))
+        return this.#track(this.runExclusive('destroy', () => destroyVm(this.#actions, action.reason)))
       case 'shutdown':
         if (this.#closed) return null
-        return this.#track(this.runExclusive('shutdown', () => this.#shutdown(action.reason)))
+        return this.#track(this.runExclusive('shutdown', async () => {
+          await shutdownVm(this.#actions, action.reason, this.#shutdownTimeoutMs)
+          this.#armShutdownTimeout()
+        }))
     }
+  }
+
+  /** Closing time: a guest that ignores the shutdown request is destroyed after the timeout. */
+  #armShutdownTimeout (): void {
+    if (this.#shutdownTimer !== null) this.#timers.clearTimeout(this.#shutdownTimer)
+    this.#shutdownTimer = this.#timers.setTimeout(() => {
+      this.#shutdownTimer = null
+      if (this.#closed || this.#state?.maintenance?.reason !== 'closed') return
+      this.#track(this.runExclusive('destroy after shutdown timeout', () => destroyIfStillRunning(this.#actions, this.#shutdownTimeoutMs))
+        .catch((err: unknown) => this.#log.error({ err }, 'cannot check or stop the VM after the shutdown timeout')))
+    }, this.#shutdownTimeoutMs)
   }
 
   #track (p: Promise<unknown>): Promise<void> {
@@ -437,76 +362,76 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     return q
   }
 
-  #save (): void {
-    if (this.#state === null) return
-    const doc = toPersisted(this.#state)
-    this.#saveChain = this.#saveChain.then(() => this.#persistence.save(doc)).catch((err: unknown) => {
+  /**
+   * Queues a save of the state as it is when the save runs (not as it was when queued), so a
+   * change undone meanwhile is never written. Returns that save's own outcome; the chain goes on.
+   */
+  #save (): Promise<void> {
+    const run = this.#saveChain.then(() => {
+      if (this.#state !== null) return this.#persistence.save(toPersisted(this.#state))
+    })
+    this.#saveChain = run.catch((err: unknown) => {
       this.#log.error({ err }, 'cannot save the watchdog state')
     })
+    return run
   }
 
-  // -------------------------------------------------------------------------------------------
-  // libvirt actions (always inside runExclusive)
-
-  async #revert (action: Extract<Action, { type: 'revert' }>): Promise<void> {
-    const base = { vm: this.name, reason: action.reason, source: action.source, escalate: action.escalate, attempt: action.attempt }
-    let snapshot = this.vm.snapshot_name
-    let callAt = this.#clock.now()
-    let deadlineLagMs: number | null = null
+  /** A technician's change: applied, then confirmed once saved, or undone (see setMaintenance). */
+  async #commit (event: MachineEvent): Promise<void> {
+    const before = this.#state
+    this.#lastSave = null
+    const fed = this.#feed(event)
+    const saved = this.#lastSave as Promise<void> | null
+    if (fed === null || saved === null || before === null) return
+    const feeds = this.#feeds
     try {
-      if (action.escalate) {
+      await saved
+    } catch (err) {
+      this.#undo(before, feeds, event, err)
+      throw notSaved(event, err)
+    }
+  }
+
+  /**
+   * For changes that start libvirt actions (stop, start): saves what `event` makes of the state,
+   * then applies it, both in one step of the save chain (no other save can come between, so the
+   * file never loses the change once it held it). When the save fails nothing is applied.
+   */
+  async #saveThenApply (event: MachineEvent): Promise<{ result: StepResult, done: Promise<void> } | null> {
+    let saveError: unknown = null
+    const run = this.#saveChain.then(async () => {
+      if (this.#state === null) return null
+      const trial = step(this.#state, event, this.#clock.now(), this.#settings)
+      if (trial.actions.some((a) => a.type === 'persist')) {
         try {
-          await this.#h.destroy(this.name)
+          await this.#persistence.save(toPersisted(trial.state))
         } catch (err) {
-          if (!isNotRunning(err)) this.#log.warn({ err }, 'escalated revert: destroy failed; reverting anyway')
+          saveError = err
+          return null
         }
       }
-      snapshot = await this.#resolveSnapshot()
-      callAt = this.#clock.now()
-      deadlineLagMs = action.dueAt === null ? null : callAt - action.dueAt
-      this.emit('revert', { ...base, phase: 'start', deadlineLagMs })
-      await this.#h.revertToSnapshot(this.name, snapshot)
-    } catch (err) {
-      const error = describeRevertError(err, this.name, snapshot, this.#h.uri)
-      this.emit('revert', { ...base, phase: 'finish', deadlineLagMs, outcome: 'failed', error })
-      this.#feed({ type: 'revert_failed', error })
-      return
+      return this.#feed(event)
+    })
+    this.#saveChain = run.then(() => {}, () => {})
+    const fed = await run
+    if (saveError !== null) {
+      this.#log.error({ err: saveError, event: event.type }, 'cannot save a technician\'s change; it was not made')
+      this.#track(this.#audit.append({ vm: this.name, ts: new Date(this.#clock.now()).toISOString(), kind: 'change_not_saved', reason: event.type, error: describeError(saveError) }).catch(() => {}))
+      throw notSaved(event, saveError)
     }
-    const durationMs = this.#clock.now() - callAt
-    this.emit('revert', { ...base, phase: 'finish', deadlineLagMs, outcome: 'succeeded', durationMs })
-    this.#feed({ type: 'revert_finished', durationMs, deadlineLagMs })
+    return fed
   }
 
-  async #destroy (reason: string): Promise<void> {
-    try {
-      await this.#h.destroy(this.name)
-      this.#log.info({ reason }, 'VM destroyed')
-    } catch (err) {
-      if (isNotRunning(err)) return
-      this.#log.error({ err, reason }, 'cannot stop the VM')
-    }
-  }
-
-  async #shutdown (reason: string): Promise<void> {
-    try {
-      await this.#h.shutdown(this.name)
-      this.#log.info({ reason, timeoutMs: this.#shutdownTimeoutMs }, 'VM shutdown requested')
-    } catch (err) {
-      if (isNotRunning(err)) return
-      this.#log.error({ err, reason }, 'cannot shut the VM down')
-    }
-    if (this.#shutdownTimer) clearTimeout(this.#shutdownTimer)
-    this.#shutdownTimer = setTimeout(() => {
-      this.#shutdownTimer = null
-      if (this.#closed || this.#state?.maintenance?.reason !== 'closed') return
-      this.#track(this.runExclusive('destroy after shutdown timeout', async () => {
-        const st = await this.#h.domainState(this.name)
-        if (st.state === 'shutoff' || st.state === 'crashed') return
-        this.#log.warn({ state: st.state, timeoutMs: this.#shutdownTimeoutMs }, 'the VM did not shut down in time; destroying it')
-        await this.#destroy('shutdown timeout')
-      }).catch((err: unknown) => this.#log.error({ err }, 'cannot check or stop the VM after the shutdown timeout')))
-    }, this.#shutdownTimeoutMs)
-    this.#shutdownTimer.unref()
+  /** Puts back what a change replaced, because it could not be saved (the disk holds the old state). */
+  #undo (before: WatchdogState, feeds: number, event: MachineEvent, err: unknown): void {
+    if (this.#state === null) return
+    // Nothing came after the change: the whole state goes back. Otherwise only what a technician's
+    // command sets, so heartbeats and revert outcomes that came meanwhile are kept.
+    this.#state = this.#feeds === feeds ? before : { ...this.#state, maintenance: before.maintenance, exhausted: before.exhausted, escalated: before.escalated }
+    this.#arm()
+    this.#log.error({ err, event: event.type, maintenance: before.maintenance?.reason ?? null }, 'cannot save a technician\'s change; it is undone, the previous setting stays in force')
+    this.#track(this.#audit.append({ vm: this.name, ts: new Date(this.#clock.now()).toISOString(), kind: 'change_not_saved', reason: event.type, error: describeError(err), undone: true }).catch(() => {}))
+    if (this.listenerCount('change') > 0) this.emit('change', this.view())
   }
 
   // -------------------------------------------------------------------------------------------
@@ -519,11 +444,11 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     if (e.type !== 'stopped' && e.type !== 'crashed' && e.type !== 'shutdown' && e.type !== 'started' && e.type !== 'undefined') return
     // The event says something changed; what the VM is now is read, not inferred (events may
     // arrive after the action that caused them has finished).
-    if (this.#action !== null) {
+    if (this.#queue.current !== null) {
       this.#recheck = true
       return
     }
-    this.#readVmState(`lifecycle ${e.type}/${e.detailName}`).catch(() => {})
+    this.#track(this.#readVmState(`lifecycle ${e.type}/${e.detailName}`))
   }
 
   #onConnection (e: ConnectionEvent): void {
@@ -536,59 +461,41 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       this.#libvirtConnected = true
       this.#log.info({}, 'libvirt connection back; reading the VM state')
       this.#feed({ type: 'retry_now', why: 'libvirt connection back' })
-      this.#readVmState('reconnected').catch(() => {})
+      this.#track(this.#readVmState('reconnected'))
     }
     if (this.listenerCount('change') > 0 && this.#state !== null) this.emit('change', this.view())
   }
 
   async #readVmState (why: string): Promise<void> {
     if (this.#closed || this.#state === null || !this.#h.connected) return
-    if (this.#action !== null) {
+    if (this.#queue.current !== null) {
       this.#recheck = true
       return
     }
-    const gen = this.#actionGen
-    let event: MachineEvent | null = null
-    try {
-      const st = await this.#h.domainState(this.name)
-      if (st.state === 'nostate') return
-      const running = st.state !== 'shutoff' && st.state !== 'crashed'
-      event = { type: 'vm_state', running, reason: `${st.state}/${st.reasonName}` }
-    } catch (err) {
-      if (err instanceof LibvirtError && err.isNoDomain) {
-        event = { type: 'vm_state', running: false, reason: `domain "${this.name}" is not defined in libvirt` }
-      } else if (err instanceof LibvirtError && err.isDisconnected) {
-        return
-      } else {
-        this.#log.warn({ err, why }, 'cannot read the VM state')
-        return
-      }
-    }
+    const generation = this.#queue.generation
+    const event = await readVmState(this.#actions, why)
     // A read that straddled an action says what was, not what is.
-    if (this.#closed || gen !== this.#actionGen || this.#action !== null) return
-    this.#feed(event)
+    if (this.#closed || generation !== this.#queue.generation || this.#queue.current !== null) return
+    if (event !== null) this.#feed(event)
+    if (!this.#vmStateKnown && this.#h.connected) {
+      this.#vmStateKnown = true
+      this.#feed({ type: 'vm_state_known' })
+    }
   }
 
   #schedulePoll (): void {
     if (this.#closed) return
-    this.#pollTimer = setTimeout(() => {
+    this.#pollTimer = this.#timers.setTimeout(() => {
       this.#pollTimer = null
-      this.#readVmState('poll').finally(() => this.#schedulePoll())
-    }, Math.max(50, Math.round(this.vm.heartbeat_check_interval * 1000)))
-    this.#pollTimer.unref()
+      this.#track(this.#readVmState('poll').finally(() => this.#schedulePoll()))
+    }, Math.min(Math.max(50, Math.round(this.vm.heartbeat_check_interval * 1000)), MAX_TIMER_MS))
   }
 }
 
-function isNotRunning (err: unknown): boolean {
-  return err instanceof LibvirtError && err.codeName === 'VIR_ERR_OPERATION_INVALID'
+function describeError (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
 }
 
-function describeRevertError (err: unknown, vm: string, snapshot: string, uri: string): string {
-  if (err instanceof LibvirtError) {
-    if (err.isNoSnapshot) return `snapshot "${snapshot}" of VM "${vm}" does not exist: create it (POST /api/v1/snapshot/create) while the exhibit is in its ready state`
-    if (err.isNoDomain) return `VM "${vm}" is not defined in libvirt (${uri})`
-    if (err.isDisconnected) return `libvirt is not reachable (${uri}): ${err.message}`
-    return `libvirt refused the revert (${err.codeName}): ${err.message}`
-  }
-  return `revert failed: ${err instanceof Error ? err.message : String(err)}`
+function notSaved (event: MachineEvent, err: unknown): AppError {
+  return new AppError('STATE_NOT_SAVED', `the change (${event.type}) could not be saved, so it was not made: ${describeError(err)}`, { event: event.type }, { cause: err })
 }

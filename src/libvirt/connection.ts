@@ -8,6 +8,7 @@
 // callbacks are queued by koffi to the JS thread, and we hop off them with setImmediate so the
 // libvirt thread is never held up by our listeners.
 import { EventEmitter } from 'node:events'
+import { silentLog, type Log } from '../ports/index.ts'
 import { callAsync, ffi, koffi, takePointerArray, type LibvirtFfi, type Pointer } from './ffi.ts'
 import {
   ANSWERED_ERROR_CODES, CLOSE_REASONS, DOMAIN_STATE_NAMES, DOMAIN_STATE_REASONS, LIFECYCLE_DETAIL_NAMES,
@@ -20,12 +21,6 @@ import type {
   ConnectionEvent, DomainStateInfo, Hypervisor, LifecycleEvent, Screenshot, SnapshotInfo
 } from './types.ts'
 
-export interface HypervisorLogger {
-  debug (obj: object, msg: string): void
-  info (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-}
-
 export interface HypervisorOptions {
   /** Keepalive interval in seconds; 0 disables. */
   keepaliveInterval?: number
@@ -34,10 +29,10 @@ export interface HypervisorOptions {
   reconnect?: boolean
   reconnectInitialMs?: number
   reconnectMaxMs?: number
-  log?: HypervisorLogger
+  log?: HypervisorLog
 }
 
-const silentLog: HypervisorLogger = { debug () {}, info () {}, warn () {} }
+type HypervisorLog = Pick<Log, 'debug' | 'info' | 'warn'>
 
 // ---------------------------------------------------------------------------------------------
 // Process-wide parts: the error handler and libvirt's event loop.
@@ -120,7 +115,7 @@ export class LibvirtHypervisor implements Hypervisor {
   readonly uri: string
   readonly #lib: LibvirtFfi
   readonly #opts: Required<Omit<HypervisorOptions, 'log'>>
-  readonly #log: HypervisorLogger
+  readonly #log: HypervisorLog
   readonly #events = new EventEmitter()
   #conn: Pointer | null = null
   #queue: Promise<unknown> = Promise.resolve()

@@ -2,10 +2,9 @@
 import { LibvirtHypervisor, type HypervisorOptions } from './connection.ts'
 import type { Hypervisor } from './types.ts'
 
-export type * from './types.ts'
+export type { ConnectionEvent, Hypervisor, LifecycleEvent, SnapshotInfo } from './types.ts'
 export { LibvirtError } from './errors.ts'
-export { snapshotXml, xmlEscape } from './xml.ts'
-export type { HypervisorOptions, HypervisorLogger } from './connection.ts'
+export { snapshotXml } from './xml.ts'
 
 /** A Hypervisor over libvirt.so.0 for `uri`; call connect() before use. */
 export function openHypervisor (uri: string, options?: HypervisorOptions): Hypervisor {

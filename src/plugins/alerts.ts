@@ -24,6 +24,8 @@ export default fp<AlertsPluginOptions>(async function alertsPlugin (app: Fastify
     webhooks,
     queueSize,
     log: app.log.child({ component: 'alerts' }),
+    timers: app.timers,
+    clock: app.clock,
     ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {})
   })
   app.decorate('alerts', notifier)

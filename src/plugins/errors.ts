@@ -48,7 +48,7 @@ function errorBody (appError: AppError): ErrorBody {
  */
 export function frameworkErrors (err: Error, request: FastifyRequest, reply: FastifyReply): void {
   const appError = toAppError(err)
-  request.log.info({ code: appError.code, msg: appError.message }, 'request refused')
+  request.log.info({ code: appError.code, reason: appError.message }, 'request refused')
   reply.code(appError.statusCode).send(errorBody(appError))
 }
 
@@ -59,7 +59,7 @@ export default fp(async function errorsPlugin (app) {
     if (status >= 500) {
       request.log.error({ err: (appError.cause as Error | undefined) ?? err, code: appError.code }, 'request failed')
     } else {
-      request.log.info({ code: appError.code, msg: appError.message }, 'request refused')
+      request.log.info({ code: appError.code, reason: appError.message }, 'request refused')
     }
     return reply.code(status).send(errorBody(appError))
   })

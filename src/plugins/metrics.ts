@@ -64,6 +64,34 @@ export default fp(async function metricsPlugin (app: FastifyInstance) {
   })
 
   new Gauge({
+    name: 'kvw_heartbeat_deadline_seconds',
+    help: 'Seconds from the last heartbeat to the revert if no other comes: heartbeat_timeout (fixed detector), or where φ reaches phi_threshold (adaptive). Absent outside healthy and late.',
+    labelNames: ['vm', 'detector', 'rule'],
+    registers: [register],
+    collect () {
+      this.reset()
+      for (const [vm, w] of watchedVms(app)) {
+        const d = w.view().detector
+        if (d.effectiveTimeout !== null) this.set({ vm, detector: d.detector, rule: d.rule }, d.effectiveTimeout)
+      }
+    }
+  })
+
+  new Gauge({
+    name: 'kvw_heartbeat_phi',
+    help: 'The adaptive detector\'s suspicion level φ now (−log10 of the chance that the heartbeat is still coming). Absent with the fixed detector or too few heartbeats yet.',
+    labelNames: ['vm'],
+    registers: [register],
+    collect () {
+      this.reset()
+      for (const [vm, w] of watchedVms(app)) {
+        const phi = w.view().detector.phi
+        if (phi !== null) this.set({ vm }, phi)
+      }
+    }
+  })
+
+  new Gauge({
     name: 'kvw_watchdog_state',
     help: 'The watchdog\'s state: 1 for the current one, 0 for the others.',
     labelNames: ['vm', 'state'],

@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Watchdog } from '../heartbeat/watchdog.ts'
 
-export type { AlertEvent, RevertEvent, Watchdog, WatchdogView } from '../heartbeat/watchdog.ts'
+export type { AlertEvent, RevertEvent } from '../heartbeat/watchdog.ts'
 
 export const WATCHDOG_STATES = ['starting', 'healthy', 'late', 'reverting', 'grace', 'maintenance', 'exhausted'] as const
 

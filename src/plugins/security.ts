@@ -6,17 +6,25 @@
 //   read:  status, events, metrics, dashboard, docs; anyone who reaches the port, unless
 //          `read_requires_token` makes it admin-like.
 // Addresses come from the socket (request.socket.remoteAddress): no proxy headers are trusted.
-// Rate limits (@fastify/rate-limit) count per client address and access class, and run before
-// the access check, so guessing the token is rate limited too.
+// Cross-site browser requests never reach an action (admin or guest route): Fetch Metadata
+// (`Sec-Fetch-Site`) first, else `Origin` against `Host`, as Go's CrossOriginProtection does;
+// clients that send neither (curl, guest scripts) pass. HEAD never runs an action (405).
+// Rate limits: admin and read routes count per client address and access class
+// (@fastify/rate-limit, before the access check, so guessing the token is limited too). Guest
+// routes count per VM identity and address (several guests and host tools share 127.0.0.1 under
+// QEMU user networking) after the body is parsed; a heartbeat over its limit is still counted by
+// the watchdog (the handler does that first) and only its answer is a short 429: a limit
+// never turns a live guest into a hung one. A refused storm is logged once per key and window.
 // With `security.admin_port`, admin endpoints move to a second listener (app.listenAdmin) and the
 // main listener answers them 404; guest endpoints answer 404 on the admin listener.
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
-import { BlockList, isIPv6, type AddressInfo, type Socket } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import rateLimit from '@fastify/rate-limit'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import fp from 'fastify-plugin'
-import { AppError } from '../errors.ts'
+import { AppError, ERROR_CODES, type ErrorBody } from '../errors.ts'
+import { isLoopback, networkList, normalizeAddress } from '../net/addresses.ts'
 
 export const ACCESS_LEVELS = ['guest', 'admin', 'read'] as const
 export type Access = typeof ACCESS_LEVELS[number]
@@ -25,6 +33,15 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Who may call the route (default 'admin'); enforced by the security plugin. */
     access?: Access
+    /**
+     * The route is the liveness signal (the heartbeat): its guest limit never refuses before the
+     * handler; the handler counts the heartbeat, then answers `request.overLimit` with 429.
+     */
+    liveness?: boolean
+  }
+  interface FastifyRequest {
+    /** On a liveness route: set when the request is over its guest limit (see rateLimitedReply). */
+    overLimit: OverLimit | null
   }
   interface FastifyInstance {
     /**
@@ -34,33 +51,6 @@ declare module 'fastify' {
     listenAdmin (options?: { host?: string, port?: number }): Promise<AddressInfo>
   }
 }
-
-/** "::ffff:10.0.2.15" and "10.0.2.15" are the same client. */
-export function normalizeAddress (address: string): string {
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
-}
-
-/** A set of addresses and CIDR networks (validated by the config schema). */
-export function networkList (entries: readonly string[]): (address: string) => boolean {
-  const list = new BlockList()
-  for (const entry of entries) {
-    const [address, prefix] = entry.split('/') as [string, string | undefined]
-    const family = isIPv6(address) ? 'ipv6' : 'ipv4'
-    if (prefix === undefined) list.addAddress(address, family)
-    else list.addSubnet(address, Number(prefix), family)
-  }
-  return (address) => {
-    const a = normalizeAddress(address)
-    if (a === '') return false
-    try {
-      return list.check(a, isIPv6(a) ? 'ipv6' : 'ipv4')
-    } catch {
-      return false // not an IP address at all
-    }
-  }
-}
-
-const isLoopback = networkList(['127.0.0.0/8', '::1'])
 
 /** Compares in constant time whatever the lengths (both sides are hashed first). */
 export function tokenMatches (presented: string, expected: string): boolean {
@@ -74,6 +64,92 @@ export function bearerToken (header: string | undefined): string | null {
   if (header === undefined) return null
   const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)
   return m ? m[1]! : null
+}
+
+/**
+ * Hits per key in fixed windows on the app's clock: O(1) a hit, at most `capacity` keys (the
+ * least recently hit are dropped first), so a storm from many keys cannot grow it without bound.
+ */
+export class WindowCounter {
+  readonly #windows = new Map<string, { start: number, count: number }>()
+  readonly #windowMs: number
+  readonly #capacity: number
+  readonly #now: () => number
+
+  constructor (windowMs: number, now: () => number, capacity = 10_000) {
+    this.#windowMs = windowMs
+    this.#now = now
+    this.#capacity = capacity
+  }
+
+  /** Counts one hit of KEY: the hits in its current window so far, and when that window ends (epoch ms). */
+  hit (key: string): { count: number, resetAt: number } {
+    const now = this.#now()
+    let w = this.#windows.get(key)
+    // A clock set back starts a new window rather than locking the key out until it catches up.
+    if (w === undefined || now >= w.start + this.#windowMs || now < w.start) w = { start: now, count: 0 }
+    this.#windows.delete(key)
+    this.#windows.set(key, w)
+    if (this.#windows.size > this.#capacity) this.#windows.delete(this.#windows.keys().next().value!)
+    w.count++
+    return { count: w.count, resetAt: w.start + this.#windowMs }
+  }
+
+  get size (): number {
+    return this.#windows.size
+  }
+}
+
+/** A guest request over its limit: who, how many are allowed, when to retry. */
+export interface OverLimit {
+  vm: string
+  address: string
+  max: number
+  retryAfterSeconds: number
+}
+
+/**
+ * Answers 429 RATE_LIMITED with Retry-After, sent directly (not thrown): a refused storm must not
+ * cost a log line per request (the security plugin logs the first refusal of each window).
+ */
+export function rateLimitedReply (reply: FastifyReply, over: OverLimit, message: string, details?: Record<string, unknown>): FastifyReply {
+  const body: ErrorBody = { error: { code: 'RATE_LIMITED', message, ...(details ? { details } : {}) } }
+  return reply.code(ERROR_CODES.RATE_LIMITED.status).header('retry-after', String(over.retryAfterSeconds)).send(body)
+}
+
+/**
+ * Why a request is a cross-site browser request, or null when it is not. Fetch Metadata first
+ * (every current browser sends `Sec-Fetch-Site`): only `same-origin` and `none` (typed URL,
+ * bookmark) pass, `same-site` (another port or subdomain) does not. Without it, an `Origin` must
+ * name this very host (scheme://Host). Neither header: not a browser page (curl, guest scripts),
+ * or an old browser's plain navigation; those pass.
+ */
+export function crossSiteReason (headers: FastifyRequest['headers']): string | null {
+  const site = headers['sec-fetch-site']
+  if (typeof site === 'string' && site !== '') {
+    if (site === 'same-origin' || site === 'none') return null
+    return `Sec-Fetch-Site: ${site.slice(0, 40)}`
+  }
+  const origin = headers.origin
+  if (origin === undefined || origin === '') return null
+  const shown = `Origin ${origin.slice(0, 200)}`
+  let originUrl: URL
+  try {
+    originUrl = new URL(origin)
+  } catch {
+    return `${shown} (not a URL)`
+  }
+  if (originUrl.protocol !== 'http:' && originUrl.protocol !== 'https:') return `${shown} (not http or https)`
+  const host = headers.host ?? ''
+  let ownHost: string | null
+  try {
+    // Normalised the same way (case, the scheme's default port) before comparing.
+    ownHost = host === '' ? null : new URL(`${originUrl.protocol}//${host}`).host
+  } catch {
+    ownHost = null
+  }
+  if (ownHost !== null && originUrl.host === ownHost) return null
+  return `${shown} is not this service (Host: ${host.slice(0, 200) || 'none'})`
 }
 
 export function accessOf (request: FastifyRequest): Access {
@@ -92,6 +168,12 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
   const split = security.admin_port !== undefined
   const limits: Record<Access, number> = { guest: security.rate_limit_guest, admin: security.rate_limit_admin, read: security.rate_limit_read }
   const adminSockets = new WeakSet<Socket>()
+  const now = () => app.clock.now()
+  // Guest requests per (route kind, VM, address); token tries on guest routes per address.
+  const guestWindows = new WindowCounter(60_000, now)
+  const tokenTries = new WindowCounter(60_000, now)
+  /** Methods registered per URL, for the Allow header of a refused HEAD. */
+  const methodsByUrl = new Map<string, Set<string>>()
 
   app.log.info({
     admin: token ? 'bearer token' : 'loopback only (no admin_token configured)',
@@ -105,6 +187,11 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
     app.log.warn('loopback is both a guest network and the admin network (no admin_token): a guest on QEMU user networking could call admin endpoints; set security.admin_token, or remove loopback from security.guest_networks')
   }
 
+  // Before the rate limiter's own onRoute hook: guest routes are limited here (per VM, after
+  // the body is parsed), not by it.
+  app.addHook('onRoute', (route) => {
+    if (route.config?.access === 'guest') route.config.rateLimit = false
+  })
   await app.register(rateLimit, {
     global: true,
     hook: 'onRequest',
@@ -114,6 +201,7 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
     errorResponseBuilder: (request, context) => new AppError('RATE_LIMITED',
       `Too many requests from this address: at most ${context.max} a minute for ${accessOf(request)} endpoints; retry in ${context.after}`)
   })
+  app.decorateRequest('overLimit', null)
 
   function hasValidToken (request: FastifyRequest): boolean | null {
     const presented = bearerToken(request.headers.authorization)
@@ -142,14 +230,82 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
         throw new AppError('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`)
       }
     }
+    if (access !== 'read') {
+      // Admin and guest routes act, GET included (EVC's paths): a page on another site must not
+      // make a browser on this host run them (loopback is admin without a token).
+      const crossSite = crossSiteReason(request.headers)
+      if (crossSite !== null) {
+        throw new AppError('CROSS_SITE_REQUEST', `${access === 'admin' ? 'Admin' : 'Guest'} endpoints refuse requests a browser sends from another site (${crossSite}); open the dashboard from this service, or call without a browser`)
+      }
+    }
     const address = normalizeAddress(request.socket.remoteAddress ?? '')
     if (access === 'guest') {
       if (isGuestNetwork(address)) return
-      if (hasValidToken(request) === true) return
+      if (bearerToken(request.headers.authorization) !== null) {
+        const { count, resetAt } = tokenTries.hit(address)
+        if (count > limits.admin) {
+          throw new AppError('RATE_LIMITED', `Too many requests with a token from this address: at most ${limits.admin} a minute; retry in ${retryAfter(resetAt)} s`)
+        }
+        if (hasValidToken(request) === true) return
+      }
       throw new AppError('FORBIDDEN', `Guest endpoints answer only the guest networks (security.guest_networks); ${address || 'this client'} is not in them`)
     }
     if (access === 'read' && !security.read_requires_token) return
     requireAdmin(request, reply, address)
+  }
+
+  function retryAfter (resetAt: number): number {
+    return Math.max(1, Math.ceil((resetAt - now()) / 1000))
+  }
+
+  /**
+   * The VM a guest request counts against: the path's or the `vm` field's (when it names a
+   * watched VM), else the VM mapped to the source address, else the default VM. An unknown name
+   * counts as "?" (the route refuses it), so made-up names cannot mint fresh budgets.
+   */
+  function limitIdentity (request: FastifyRequest, address: string): string {
+    const fromParams = (request.params as { vm?: unknown } | undefined)?.vm
+    const fromBody = (request.body as { vm?: unknown } | null | undefined)?.vm
+    const fromQuery = (request.query as { vm?: unknown } | undefined)?.vm
+    const named = [fromParams, fromBody, fromQuery].find((v) => v !== undefined && v !== null)
+    if (named !== undefined) return typeof named === 'string' && app.vms.has(named) ? named : '?'
+    return app.vmsByAddress.get(address)?.name ?? app.defaultVm
+  }
+
+  /** preHandler of guest routes: counts the request per (kind, VM, address). */
+  async function guestLimit (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    const liveness = request.routeOptions.config.liveness === true
+    const address = normalizeAddress(request.socket.remoteAddress ?? '')
+    const vm = limitIdentity(request, address)
+    const kind = liveness ? 'heartbeat' : 'guest'
+    const { count, resetAt } = guestWindows.hit(`${kind}|${vm}|${address}`)
+    const max = limits.guest
+    if (count <= max) return undefined
+    const over: OverLimit = { vm, address, max, retryAfterSeconds: retryAfter(resetAt) }
+    if (count === max + 1) {
+      request.log.warn({ vm, address, route: request.routeOptions.url, max }, liveness
+        ? 'heartbeats over the guest rate limit: still counted, answered 429 until the window resets (further ones not logged)'
+        : 'guest requests over the guest rate limit: answered 429 until the window resets (further ones not logged)')
+    }
+    if (liveness) {
+      request.overLimit = over
+      return undefined
+    }
+    return rateLimitedReply(reply, over, `Too many requests from ${address || 'this client'} for VM "${vm}": at most ${max} a minute for guest endpoints; retry in ${over.retryAfterSeconds} s`)
+  }
+
+  /**
+   * Wraps the handler of a HEAD route: on an action route (anything but read, decided per
+   * request: plugins such as the dashboard set `access` after this hook has seen the route) it
+   * answers 405 and never runs the action; elsewhere it is the handler as it was.
+   */
+  function refuseHeadOnActions (url: string, handler: RouteHandlerMethod): RouteHandlerMethod {
+    return function (this: FastifyInstance, request, reply) {
+      if (accessOf(request) === 'read') return handler.call(this, request, reply)
+      const allowed = [...(methodsByUrl.get(url) ?? [])].filter((m) => m !== 'HEAD')
+      if (allowed.length > 0) reply.header('allow', allowed.join(', '))
+      throw new AppError('METHOD_NOT_ALLOWED', `HEAD never runs an action: use ${allowed.join(' or ') || 'another method'}`)
+    }
   }
 
   // Added per route, after the rate limiter's hook (registered above), so limits apply first.
@@ -158,8 +314,18 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
     if (access !== undefined && !(ACCESS_LEVELS as readonly string[]).includes(access)) {
       throw new Error(`route ${route.method} ${route.url}: config.access must be one of ${ACCESS_LEVELS.join(', ')} (got ${String(access)})`)
     }
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    const known = methodsByUrl.get(route.url) ?? new Set<string>()
+    for (const m of methods) known.add(m)
+    methodsByUrl.set(route.url, known)
+    // Fastify adds HEAD for every GET route; on an action that would run it.
+    if (methods.includes('HEAD')) route.handler = refuseHeadOnActions(route.url, route.handler)
     const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest]
     route.onRequest = [...existing, checkAccess]
+    if (access === 'guest' && !methods.includes('HEAD')) {
+      const pre = route.preHandler === undefined ? [] : Array.isArray(route.preHandler) ? route.preHandler : [route.preHandler]
+      route.preHandler = [...pre, guestLimit]
+    }
   })
 
   let adminServer: Server | null = null

@@ -1,10 +1,13 @@
 // What the guest calls: heartbeats and revert requests. GET and POST alike (AutoIt's InetGet
-// can only GET); fields come from the query string, or from a JSON body on POST.
+// can only GET); fields come from the query string, or from a JSON body on POST. Rate limits
+// (src/plugins/security.ts) never cost a heartbeat: one over the limit is counted, then answered 429.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError } from '../errors.ts'
 import { ackSchema, actionRoute, errorResponses, reasonField, vmField } from './schemas.ts'
-import { normalizeAddress, resolveVm } from './vm-context.ts'
+import { normalizeAddress } from '../net/addresses.ts'
+import { rateLimitedReply } from '../plugins/security.ts'
+import { resolveVm } from './vm-context.ts'
 
 export const heartbeatFields = z.object({
   seq: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().describe('The guest\'s heartbeat counter (goes back after a revert).'),
@@ -24,12 +27,18 @@ const guestRoutes: FastifyPluginAsyncZod = async (app) => {
     methods: BOTH,
     url: '/heartbeat',
     access: 'guest',
-    summary: 'Heartbeat from the guest (about once a second)',
+    liveness: true,
+    summary: 'Heartbeat from the guest (about once a second); over the guest rate limit still counted, answered 429',
     fields: heartbeatFields,
     response: { 200: ackSchema, ...errorResponses(400, 403, 404, 429) },
-    handler: async (fields, request) => {
+    handler: async (fields, request, reply) => {
       const vm = resolveVm(app, request, fields.vm)
+      // Counted first: a heartbeat that arrived proves the guest alive, whatever the limit says.
       vm.watchdog.heartbeat({ seq: fields.seq, status: fields.status, source: normalizeAddress(request.socket.remoteAddress ?? '') })
+      const over = request.overLimit
+      if (over !== null) {
+        return rateLimitedReply(reply, over, `Heartbeat counted, but too many from ${over.address || 'this client'} for VM "${vm.name}": at most ${over.max} a minute; retry in ${over.retryAfterSeconds} s`, { counted: true })
+      }
       return { message: 'Heartbeat received', details: { vm: vm.name, seq: fields.seq ?? null, state: vm.watchdog.view().state } }
     }
   })

@@ -34,6 +34,8 @@ export interface ActionRouteOptions<F extends z.ZodObject> {
   methods: readonly ('GET' | 'POST')[]
   url: string
   access: Access
+  /** The liveness signal (the heartbeat): see `liveness` in src/plugins/security.ts. */
+  liveness?: boolean
   summary: string
   fields: F
   response: Record<number, z.ZodType>
@@ -46,7 +48,7 @@ export function actionRoute<F extends z.ZodObject> (app: App, options: ActionRou
     app.route({
       method,
       url: options.url,
-      config: { access: options.access },
+      config: { access: options.access, ...(options.liveness ? { liveness: true } : {}) },
       schema: {
         summary: options.summary,
         querystring: options.fields,

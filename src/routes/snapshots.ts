@@ -1,10 +1,13 @@
 // Snapshots of a VM: list, create (keeping the previous one as a revision), roll back to the
 // previous revision, delete. Changes run through the VM's action queue, never beside a revert.
+import type { FastifyBaseLogger } from 'fastify'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { snapshotNameSchema } from '../config/schema.ts'
+import { snapshotNameSchema } from '../names.ts'
 import { snapshotRefSchema } from '../snapshot/index.ts'
 import { ackSchema, actionRoute, errorResponses, flagField, vmField } from './schemas.ts'
+import type { VmContext } from '../plugins/vms.ts'
+import { StoreError, type AuditEventInput } from '../store/index.ts'
 import { resolveVm } from './vm-context.ts'
 
 const vmQuery = z.object({ vm: vmField })
@@ -55,8 +58,12 @@ const snapshotRoutes: FastifyPluginAsyncZod = async (app) => {
       const vm = resolveVm(app, request, fields.vm)
       const name = fields.snapshot_name ?? vm.config.snapshot_name
       const result = await vm.watchdog.runExclusive('snapshot_create', () => vm.snapshots.create(vm.name, name))
-      await vm.audit({ kind: 'snapshot_create', reason: 'technician', snapshot: name, created: result.snapshot, outcome: 'ok', ...(result.revision ? { revision: result.revision } : {}) })
-      return reply.code(201).send({ message: `Snapshot "${name}" created`, details: { vm: vm.name, snapshot: name, created: result.snapshot, previous_kept_as: result.revision ?? null, has_memory: result.hasMemory } })
+      const auditError = await auditAfter(app.log, vm, { kind: 'snapshot_create', reason: 'technician', snapshot: name, created: result.snapshot, outcome: 'ok', ...(result.revision ? { revision: result.revision } : {}) })
+      const warnings = [result.warning, auditError].filter((w) => w !== undefined && w !== null)
+      return reply.code(201).send({
+        message: `Snapshot "${name}" created${warnings.length > 0 ? ` (but: ${warnings.join('; ')})` : ''}`,
+        details: { vm: vm.name, snapshot: name, created: result.snapshot, previous_kept_as: result.revision ?? null, has_memory: result.hasMemory, ...(warnings.length > 0 ? { warnings } : {}) }
+      })
     }
   })
 
@@ -71,8 +78,8 @@ const snapshotRoutes: FastifyPluginAsyncZod = async (app) => {
       const vm = resolveVm(app, request, fields.vm)
       const name = fields.snapshot_name ?? vm.config.snapshot_name
       const result = await vm.watchdog.runExclusive('snapshot_rollback', () => vm.snapshots.rollback(vm.name, name))
-      await vm.audit({ kind: 'snapshot_rollback', reason: 'technician', snapshot: name, outcome: 'ok', revision: result.restored })
-      return { message: `Snapshot "${name}" rolled back to ${result.restored}`, details: { vm: vm.name, snapshot: name, restored: result.restored, discarded: result.discarded } }
+      const auditError = await auditAfter(app.log, vm, { kind: 'snapshot_rollback', reason: 'technician', snapshot: name, outcome: 'ok', revision: result.restored })
+      return { message: `Snapshot "${name}" rolled back to ${result.restored}${auditError === null ? '' : ` (but: ${auditError})`}`, details: { vm: vm.name, snapshot: name, restored: result.restored, discarded: result.discarded, ...(auditError === null ? {} : { warnings: [auditError] }) } }
     }
   })
 
@@ -81,8 +88,8 @@ const snapshotRoutes: FastifyPluginAsyncZod = async (app) => {
     const name = request.params.name
     const force = request.query.force
     const result = await vm.watchdog.runExclusive('snapshot_delete', () => vm.snapshots.delete(vm.name, name, { force }))
-    await vm.audit({ kind: 'snapshot_delete', reason: 'technician', snapshot: name, outcome: 'ok' })
-    return { message: `Snapshot "${name}" deleted`, details: { vm: vm.name, snapshot: name, active: result.active } }
+    const auditError = await auditAfter(app.log, vm, { kind: 'snapshot_delete', reason: 'technician', snapshot: name, outcome: 'ok' })
+    return { message: `Snapshot "${name}" deleted${auditError === null ? '' : ` (but: ${auditError})`}`, details: { vm: vm.name, snapshot: name, active: result.active, ...(auditError === null ? {} : { warnings: [auditError] }) } }
   }
   app.delete('/snapshot/:name', {
     config: { access: 'admin' },
@@ -92,6 +99,20 @@ const snapshotRoutes: FastifyPluginAsyncZod = async (app) => {
     config: { access: 'admin' },
     schema: { summary: 'Delete a snapshot (exhibition-vm-controller\'s GET path)', params: nameParams, querystring: deleteQuery, response: { 200: ackSchema, ...refusals } }
   }, (request) => deleteHandler(request))
+}
+
+/**
+ * The audit entry of a snapshot change that already happened. Writing it is bookkeeping: when the
+ * disk refuses, the answer still reports the change (it was made) and says the entry is missing.
+ */
+async function auditAfter (log: FastifyBaseLogger, vm: VmContext, entry: AuditEventInput): Promise<string | null> {
+  try {
+    await vm.audit(entry)
+    return null
+  } catch (err) {
+    log.error({ err, vm: vm.name, kind: entry.kind }, 'the snapshot change was made, but its audit entry cannot be written')
+    return `the audit trail could not be written (${err instanceof StoreError ? (err.errno ?? err.message) : 'see the log'})`
+  }
 }
 
 export default snapshotRoutes

@@ -1,5 +1,6 @@
 // Read-only views: /status (what a technician checks first) and /heartbeat/status (EVC's fields
-// and the ones its docs promised). /vms (every watched VM at a glance) is in vms.ts.
+// and the ones its docs promised). /vms (every watched VM at a glance) is in vms.ts; the watchdog
+// view's shape, shared with the live stream, is in views.ts.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { WatchdogView } from '../heartbeat/watchdog.ts'
@@ -7,7 +8,7 @@ import type { VmContext } from '../plugins/vms.ts'
 import { VERSION } from '../version.ts'
 import { errorResponses, iso } from './schemas.ts'
 import { resolveVm } from './vm-context.ts'
-import { scheduleViewSchema, screenViewSchema } from './vms.ts'
+import { scheduleViewSchema, screenViewSchema, watchdogViewBody, watchdogViewSchema } from './views.ts'
 
 const vmQuery = z.object({ vm: z.string().max(64).optional() })
 
@@ -31,7 +32,8 @@ export const heartbeatStatusSchema = z.object({
 
 export function heartbeatStatus (view: WatchdogView): z.infer<typeof heartbeatStatusSchema> {
   const since = view.secondsSinceLast === null ? null : Math.round(view.secondsSinceLast * 1000) / 1000
-  const timedOut = since !== null && since >= view.timeout
+  // Past the deadline in force: heartbeat_timeout, or the adaptive detector's (never later).
+  const timedOut = since !== null && since >= (view.detector.effectiveTimeout ?? view.timeout)
   return {
     vm_name: view.vm,
     enabled: view.autoRevertEnabled,
@@ -51,77 +53,6 @@ export function heartbeatStatus (view: WatchdogView): z.infer<typeof heartbeatSt
   }
 }
 
-const watchdogSchema = z.object({
-  state: z.string().describe('starting | healthy | late | reverting | grace | maintenance | exhausted'),
-  phase: z.string(),
-  maintenance: z.object({ reason: z.string(), until: z.string().nullable(), since: z.string(), note: z.string().nullable() }).nullable(),
-  exhausted: z.object({ at: z.string(), reason: z.string() }).nullable(),
-  escalated: z.boolean(),
-  recent_reverts: z.number(),
-  max_reverts: z.number(),
-  revert_in_flight: z.boolean(),
-  retry_at: z.string().nullable(),
-  next_deadline: z.string().nullable(),
-  action: z.string().nullable(),
-  last_revert: z.object({
-    at: z.string(),
-    reason: z.string(),
-    source: z.string(),
-    escalated: z.boolean(),
-    attempts: z.number(),
-    duration_ms: z.number().nullable(),
-    recovery_ms: z.number().nullable(),
-    outcome: z.string(),
-    error: z.string().nullable()
-  }).nullable(),
-  counters: z.object({
-    reverts: z.number(),
-    by_reason: z.record(z.string(), z.number()),
-    by_source: z.record(z.string(), z.number()),
-    outcomes: z.record(z.string(), z.number()),
-    requests: z.record(z.string(), z.number()),
-    escalations: z.number(),
-    exhaustions: z.number()
-  })
-})
-
-function watchdogStatus (view: WatchdogView): z.infer<typeof watchdogSchema> {
-  const r = view.lastRevert
-  return {
-    state: view.state,
-    phase: view.phase,
-    maintenance: view.maintenance && { reason: view.maintenance.reason, until: iso(view.maintenance.until), since: iso(view.maintenance.since)!, note: view.maintenance.note },
-    exhausted: view.exhausted && { at: iso(view.exhausted.at)!, reason: view.exhausted.reason },
-    escalated: view.escalated,
-    recent_reverts: view.recentReverts,
-    max_reverts: view.maxReverts,
-    revert_in_flight: view.revertInFlight,
-    retry_at: iso(view.retryAt),
-    next_deadline: iso(view.nextDeadline),
-    action: view.action,
-    last_revert: r && {
-      at: iso(r.at)!,
-      reason: r.reason,
-      source: r.source,
-      escalated: r.escalate,
-      attempts: r.attempts,
-      duration_ms: r.durationMs,
-      recovery_ms: r.recoveryMs,
-      outcome: r.outcome,
-      error: r.error
-    },
-    counters: {
-      reverts: view.counters.reverts,
-      by_reason: view.counters.byReason,
-      by_source: view.counters.bySource,
-      outcomes: view.counters.outcomes,
-      requests: view.counters.requests,
-      escalations: view.counters.escalations,
-      exhaustions: view.counters.exhaustions
-    }
-  }
-}
-
 const statusSchema = z.object({
   service: z.literal('kiosk-vm-watchdog'),
   version: z.string(),
@@ -137,10 +68,15 @@ const statusSchema = z.object({
   snapshot_has_memory: z.boolean().nullable(),
   snapshot_problems: z.array(z.string()),
   auto_revert_enabled: z.boolean(),
-  watchdog: watchdogSchema,
+  watchdog: watchdogViewSchema,
   heartbeat: heartbeatStatusSchema,
   schedule: scheduleViewSchema.nullable().describe('Opening hours: open now, the next action (null: no schedule, always open)'),
-  screen: screenViewSchema.describe('Frozen-screen detection')
+  screen: screenViewSchema.describe('Frozen-screen detection'),
+  saved_state: z.object({
+    loaded_from: z.enum(['file', 'missing', 'backup', 'none']).nullable().describe('At start: file, missing (first start), backup (the file was damaged: an OLDER state was restored), none (nothing usable)'),
+    problem: z.string().nullable().describe('What was wrong with the state file at start'),
+    save_error: z.string().nullable().describe('Why the last save failed (null: saving works); changes are refused (503) while it fails')
+  }).describe('The VM\'s persisted state ({data_dir}/state/{vm}.json)')
 })
 
 async function vmStatus (app: Parameters<FastifyPluginAsyncZod>[0], vm: VmContext): Promise<z.infer<typeof statusSchema>> {
@@ -174,10 +110,11 @@ async function vmStatus (app: Parameters<FastifyPluginAsyncZod>[0], vm: VmContex
     snapshot_has_memory: snapshot?.hasMemory ?? null,
     snapshot_problems: snapshot?.problems ?? (h.connected ? [] : ['libvirt is not reachable']),
     auto_revert_enabled: view.autoRevertEnabled,
-    watchdog: watchdogStatus(view),
+    watchdog: watchdogViewBody(view),
     heartbeat: heartbeatStatus(view),
     schedule: vm.scheduler?.view() ?? null,
-    screen: vm.screen.view()
+    screen: vm.screen.view(),
+    saved_state: { loaded_from: vm.stateFile.loadReport?.source ?? null, problem: vm.stateFile.loadReport?.problem ?? null, save_error: vm.stateFile.lastSaveError }
   }
 }
 

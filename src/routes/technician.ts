@@ -3,13 +3,14 @@
 // Every action goes to the VM's watchdog, which runs libvirt actions through its one queue.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
+import { MAINTENANCE_MAX_MINUTES } from '../limits.ts'
 import { ackSchema, actionRoute, errorResponses, flagField, reasonField, vmField } from './schemas.ts'
 import { resolveVm } from './vm-context.ts'
 
 const vmFields = z.object({ vm: vmField })
 const revertFields = vmFields.extend({ reason: reasonField.describe('Recorded in the audit trail (default: technician).') })
 const disableFields = vmFields.extend({
-  minutes: z.coerce.number().positive().max(60 * 24 * 365).optional().describe('How long auto-revert stays off (default: maintenance_minutes from config).'),
+  minutes: z.coerce.number().positive().max(MAINTENANCE_MAX_MINUTES).optional().describe('How long auto-revert stays off (default: maintenance_minutes from config).'),
   indefinite: flagField.describe('true: until switched back on.')
 })
 const refusals = errorResponses(400, 401, 403, 404, 409, 429, 503)
@@ -41,7 +42,7 @@ const technicianRoutes: FastifyPluginAsyncZod = async (app) => {
     response: { 202: ackSchema, ...refusals },
     handler: async (fields, request, reply) => {
       const vm = resolveVm(app, request, fields.vm)
-      const result = vm.watchdog.startVm()
+      const result = await vm.watchdog.startVm()
       return reply.code(202).send({ message: 'Starting the VM', details: { vm: vm.name, outcome: result.outcome } })
     }
   })
@@ -55,7 +56,9 @@ const technicianRoutes: FastifyPluginAsyncZod = async (app) => {
     response: { 202: ackSchema, ...refusals },
     handler: async (fields, request, reply) => {
       const vm = resolveVm(app, request, fields.vm)
-      vm.watchdog.stopVm() // resolves after the destroy; never rejects (failures are logged)
+      // Resolves after the destroy (its failures are logged); rejects (503) only when the stop
+      // could not be saved, and then nothing was done.
+      await vm.watchdog.stopVm()
       return reply.code(202).send({ message: 'Stopping the VM; auto-revert is off until /vm/start', details: { vm: vm.name } })
     }
   })
@@ -69,7 +72,7 @@ const technicianRoutes: FastifyPluginAsyncZod = async (app) => {
     response: { 200: ackSchema, ...refusals },
     handler: async (fields, request) => {
       const vm = resolveVm(app, request, fields.vm)
-      vm.watchdog.clearMaintenance()
+      await vm.watchdog.clearMaintenance() // 2xx only once saved: else 503 and nothing changed
       return { message: 'Auto-revert enabled', details: { vm: vm.name, auto_revert_enabled: true } }
     }
   })
@@ -84,7 +87,7 @@ const technicianRoutes: FastifyPluginAsyncZod = async (app) => {
     handler: async (fields, request) => {
       const vm = resolveVm(app, request, fields.vm)
       const minutes = fields.indefinite ? null : (fields.minutes ?? app.config.config.maintenance_minutes)
-      vm.watchdog.setMaintenance(minutes, 'technician')
+      await vm.watchdog.setMaintenance(minutes, 'technician') // 2xx only once saved: else 503 and nothing changed
       // The watchdog's own `until` (read once, rounded to the ms), so the answer matches /status.
       const untilMs = vm.watchdog.view().maintenance?.until ?? null
       const until = untilMs === null ? null : new Date(untilMs).toISOString()
@@ -101,7 +104,7 @@ const technicianRoutes: FastifyPluginAsyncZod = async (app) => {
     response: { 200: ackSchema, ...refusals },
     handler: async (fields, request) => {
       const vm = resolveVm(app, request, fields.vm)
-      vm.watchdog.reset()
+      await vm.watchdog.reset()
       return { message: 'Watchdog reset', details: { vm: vm.name, state: vm.watchdog.view().state } }
     }
   })

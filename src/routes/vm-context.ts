@@ -3,10 +3,8 @@
 // scripts send nothing; `guest_addresses` in config maps addresses to VMs), else the default VM.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { AppError } from '../errors.ts'
-import { normalizeAddress } from '../plugins/security.ts'
+import { normalizeAddress } from '../net/addresses.ts'
 import type { VmContext } from '../plugins/vms.ts'
-
-export { normalizeAddress }
 
 export function resolveVm (app: FastifyInstance, request: FastifyRequest, explicit?: string): VmContext {
   const params = request.params as { vm?: string } | undefined

@@ -3,27 +3,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorResponses, iso } from './schemas.ts'
-
-export const scheduleViewSchema = z.object({
-  timezone: z.string(),
-  open: z.boolean().describe('What the schedule wants now'),
-  next_change: z.string().nullable().describe('When open flips next (ISO 8601); null: never'),
-  next_action: z.object({ kind: z.enum(['open', 'close', 'preventive_revert']), at: z.string() }).nullable(),
-  last_action: z.object({ kind: z.enum(['open', 'close', 'preventive_revert']), at: z.string() }).nullable()
-})
-
-export const screenViewSchema = z.object({
-  enabled: z.boolean(),
-  interval: z.number(),
-  frozen_after: z.number(),
-  watching: z.boolean().describe('Samples are compared (the watchdog is healthy or late)'),
-  last_sample_at: z.string().nullable(),
-  last_change_at: z.string().nullable(),
-  unchanged_seconds: z.number().nullable(),
-  last_difference: z.object({ meanAbs: z.number(), changedPercent: z.number() }).nullable(),
-  last_error: z.string().nullable(),
-  last_request: z.object({ reason: z.string(), at: z.string() }).nullable()
-})
+import { detectorViewBody, detectorViewSchema, scheduleViewSchema, screenViewSchema } from './views.ts'
 
 const vmEntrySchema = z.object({
   name: z.string(),
@@ -34,6 +14,7 @@ const vmEntrySchema = z.object({
   last_heartbeat: z.string().nullable(),
   seconds_since_last: z.number().nullable(),
   vm_running: z.boolean().nullable(),
+  detector: detectorViewSchema.describe('The hang detector: the effective deadline and φ'),
   snapshot_name: z.string(),
   guest_addresses: z.array(z.string()),
   links: z.object({ status: z.string(), screen: z.string() }),
@@ -62,6 +43,7 @@ const vmListRoutes: FastifyPluginAsyncZod = async (app) => {
         last_heartbeat: iso(view.lastHeartbeat),
         seconds_since_last: view.secondsSinceLast,
         vm_running: view.vmRunning,
+        detector: detectorViewBody(view.detector),
         snapshot_name: vm.config.snapshot_name,
         guest_addresses: vm.config.guest_addresses,
         links: { status: `${path}/status`, screen: `${path}/screen.png` },

@@ -3,8 +3,10 @@
 //   schedule:
 //     hours: { mon: closed, tue: '09:00-18:00', ..., sun: '10:00-13:00, 14:00-18:00' }
 //     closed_dates: ['2026-12-24', '2026-12-31..2027-01-01']
-//     preventive_revert: '06:30'
+//     preventive_revert: '06:30'          # or, as a cron expression:
+//     preventive_revert_cron: '0 3 * * 1-5'
 import { z } from 'zod'
+import { cronProblem, cronTooFrequent } from './cron.ts'
 import { parseDay } from './zone.ts'
 
 export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const
@@ -78,7 +80,15 @@ export const scheduleSchema = z.strictObject({
   })).default([]).describe('Days closed whatever the weekday: "2026-12-24", or "2026-12-24..2026-12-26".'),
   preventive_revert: z.string().nullable().default(null).superRefine((value, ctx) => {
     if (value !== null && parseClockTime(value) === null) ctx.addIssue({ code: 'custom', message: `"${value}" is not a time of day: write HH:MM (24-hour clock), or null` })
-  }).describe('Once a day at this time (HH:MM), revert the VM while it is open, to clear slow leaks. null: never.')
+  }).describe('Once a day at this time (HH:MM), revert the VM while it is open, to clear slow leaks. null: never.'),
+  preventive_revert_cron: z.string().nullable().default(null).superRefine((value, ctx) => {
+    const problem = value === null ? null : cronProblem(value) ?? cronTooFrequent(value)
+    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem })
+  }).describe('Instead of preventive_revert: revert the VM while it is open at the times of this cron expression (minute hour day-of-month month day-of-week, in timezone), e.g. "0 3 * * *" or "30 6 * * 1-5". Times while closed or at an opening are skipped. null: never.')
+}).superRefine((value, ctx) => {
+  if (value.preventive_revert !== null && value.preventive_revert_cron !== null) {
+    ctx.addIssue({ code: 'custom', path: ['preventive_revert_cron'], message: 'set preventive_revert (HH:MM) or preventive_revert_cron, not both' })
+  }
 })
 
 export type ScheduleConfig = z.output<typeof scheduleSchema>
@@ -88,6 +98,8 @@ export interface CompiledSchedule {
   hours: MinuteRange[][]
   closedDates: Array<[number, number]>
   preventiveRevert: number | null
+  /** The cron expression of `preventive_revert_cron`, validated. */
+  preventiveCron: string | null
 }
 
 const compiled = new WeakMap<ScheduleConfig, CompiledSchedule>()
@@ -109,7 +121,9 @@ export function compileSchedule (config: ScheduleConfig): CompiledSchedule {
   })
   const preventiveRevert = config.preventive_revert === null ? null : parseClockTime(config.preventive_revert)
   if (config.preventive_revert !== null && preventiveRevert === null) throw new Error(`schedule.preventive_revert: "${config.preventive_revert}" is not HH:MM`)
-  const result = { hours, closedDates, preventiveRevert }
+  const cronError = config.preventive_revert_cron === null ? null : cronProblem(config.preventive_revert_cron)
+  if (cronError !== null) throw new Error(`schedule.preventive_revert_cron: ${cronError}`)
+  const result = { hours, closedDates, preventiveRevert, preventiveCron: config.preventive_revert_cron }
   compiled.set(config, result)
   return result
 }

@@ -2,6 +2,7 @@
 // now (open or closed), then keeps one timer armed for the next action. The timer never waits
 // longer than MAX_WAIT_MS, and every wake-up compares the wanted state with the one applied, so
 // a clock that jumps (NTP, a suspended host) is caught up within that time.
+import { realTimers, silentLog, type Clock, type Log, type TimerPort } from '../ports/index.ts'
 import type { ScheduleConfig } from './config.ts'
 import { scheduleState, type ScheduleAction, type ScheduleState } from './state.ts'
 
@@ -11,30 +12,14 @@ export interface ScheduleTarget {
   requestRevert (reason: string, source: 'schedule'): unknown
 }
 
-export interface TimerPort {
-  setTimeout (fn: () => void, ms: number): unknown
-  clearTimeout (handle: unknown): void
-}
-
-/** Real timers, unref'd: a pending schedule never keeps the process alive. */
-export const realTimers: TimerPort = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout)
-}
-
-export interface SchedulerLogger {
-  info (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-}
-
 export interface SchedulerOptions {
   vm: string
   schedule: ScheduleConfig
   timezone: string
   target: ScheduleTarget
-  clock: { now (): number }
+  clock: Clock
   timers?: TimerPort
-  log?: SchedulerLogger
+  log?: Pick<Log, 'info' | 'warn'>
 }
 
 export interface ScheduleView {
@@ -53,7 +38,7 @@ export const PREVENTIVE_LATE_LIMIT_MS = 600_000
 export const PREVENTIVE_REVERT_REASON = 'preventive_revert'
 
 export class Scheduler {
-  readonly #o: Required<Omit<SchedulerOptions, 'log'>> & { log: SchedulerLogger | null }
+  readonly #o: Required<SchedulerOptions>
   #timer: unknown = null
   #applied: boolean | null = null
   #pending: ScheduleAction | null = null
@@ -62,7 +47,7 @@ export class Scheduler {
   #running = false
 
   constructor (options: SchedulerOptions) {
-    this.#o = { ...options, timers: options.timers ?? realTimers, log: options.log ?? null }
+    this.#o = { ...options, timers: options.timers ?? realTimers, log: options.log ?? silentLog }
   }
 
   /** Applies what the schedule wants now and arms the timer. */
@@ -98,21 +83,20 @@ export class Scheduler {
     const state = scheduleState(this.#o.schedule, now, this.#o.timezone)
     this.#state = state
     if (state.open !== this.#applied) {
-      const log = this.#o.log
       const first = this.#applied === null
       this.#applied = state.open
-      log?.info({ vm: this.#o.vm, open: state.open, nextChange: state.nextChange }, first
+      this.#o.log.info({ vm: this.#o.vm, open: state.open, nextChange: state.nextChange }, first
         ? `schedule: ${state.open ? 'open' : 'closed'} now (at start)`
         : `schedule: ${state.open ? 'opening' : 'closing'} time`)
       this.#last = { kind: state.open ? 'open' : 'close', at: new Date(now) }
       this.#call(() => this.#o.target.schedule(state.open))
     } else if (pending?.kind === 'preventive_revert' && now >= pending.at.getTime()) {
       if (now - pending.at.getTime() <= PREVENTIVE_LATE_LIMIT_MS && state.open) {
-        this.#o.log?.info({ vm: this.#o.vm, due: pending.at }, 'schedule: preventive revert')
+        this.#o.log.info({ vm: this.#o.vm, due: pending.at }, 'schedule: preventive revert')
         this.#last = { kind: 'preventive_revert', at: new Date(now) }
         this.#call(() => this.#o.target.requestRevert(PREVENTIVE_REVERT_REASON, 'schedule'))
       } else {
-        this.#o.log?.warn({ vm: this.#o.vm, due: pending.at }, 'schedule: preventive revert skipped (its time passed long ago: did the clock jump?)')
+        this.#o.log.warn({ vm: this.#o.vm, due: pending.at }, 'schedule: preventive revert skipped (its time passed long ago: did the clock jump?)')
       }
     }
     // Otherwise it woke early (waits are capped): #arm waits again for the same action.
@@ -130,9 +114,9 @@ export class Scheduler {
   #call (fn: () => unknown): void {
     try {
       const r = fn()
-      if (r instanceof Promise) r.catch((err: unknown) => this.#o.log?.warn({ vm: this.#o.vm, err }, 'schedule: the watchdog refused the action'))
+      if (r instanceof Promise) r.catch((err: unknown) => this.#o.log.warn({ vm: this.#o.vm, err }, 'schedule: the watchdog refused the action'))
     } catch (err) {
-      this.#o.log?.warn({ vm: this.#o.vm, err }, 'schedule: the watchdog refused the action')
+      this.#o.log.warn({ vm: this.#o.vm, err }, 'schedule: the watchdog refused the action')
     }
   }
 }

@@ -2,6 +2,7 @@
 // action to take (open, close or the daily preventive revert). Pure: the instant and the zone
 // are arguments; no timers, no Date.now().
 import { compileSchedule, type CompiledSchedule, type ScheduleConfig } from './config.ts'
+import { cronMatcher, nextCronMatch } from './cron.ts'
 import { instantOf, localTime, weekdayOf } from './zone.ts'
 
 export type ScheduleActionKind = 'open' | 'close' | 'preventive_revert'
@@ -81,6 +82,17 @@ function stateWithin (schedule: CompiledSchedule, zone: string, t: number, today
       if (nextChange !== null && at >= nextChange) break
       // Only while open, and not at an opening: opening reverts the VM anyway.
       if (intervals.some(([from, to]) => from < at && at < to)) { preventive = at; break }
+    }
+  }
+  if (schedule.preventiveCron !== null) {
+    const matcher = cronMatcher(schedule.preventiveCron, zone)
+    const until = nextChange ?? horizonEnd
+    // The first cron time inside an open interval (strictly: never at an opening) before the change.
+    for (const [from, to] of intervals) {
+      if (to <= t) continue
+      if (from >= until) break
+      const at = nextCronMatch(matcher, Math.max(t, from), Math.min(to, until))
+      if (at !== null) { preventive = at; break }
     }
   }
 

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { Screenshot } from '../libvirt/types.ts'
-import { realTimers, type TimerPort } from '../schedule/scheduler.ts'
+import { realTimers, silentLog, type Clock, type Log, type TimerPort } from '../ports/index.ts'
 import type { ScreenConfig } from './config.ts'
 import { decodeImage, decodeScreenshot } from './decode.ts'
 import { encodePng } from './png.ts'
@@ -34,11 +34,7 @@ export interface ScreenSource {
   screenshot (domain: string): Promise<Screenshot>
 }
 
-export interface ScreenLogger {
-  info (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-  error (obj: object, msg: string): void
-}
+type ScreenLog = Pick<Log, 'info' | 'warn' | 'error'>
 
 export interface ErrorImage {
   /** The file it came from (for logs and the audit reason). */
@@ -51,9 +47,9 @@ export interface ScreenSamplerOptions {
   config: ScreenConfig
   source: ScreenSource
   target: ScreenTarget
-  clock: { now (): number }
+  clock: Clock
   timers?: TimerPort
-  log?: ScreenLogger
+  log?: ScreenLog
   errorImages?: ErrorImage[]
 }
 
@@ -82,21 +78,21 @@ export interface ScreenView {
 }
 
 /** Loads reference screenshots of error dialogs; a file that cannot be used is logged and skipped. */
-export function loadErrorImages (paths: readonly string[], baseDir: string, log?: ScreenLogger): ErrorImage[] {
+export function loadErrorImages (paths: readonly string[], baseDir: string, log: Pick<Log, 'error'> = silentLog): ErrorImage[] {
   const images: ErrorImage[] = []
   for (const path of paths) {
     const file = resolve(baseDir, path)
     try {
       images.push({ name: path, grid: toGrid(decodeImage(readFileSync(file), file)) })
     } catch (err) {
-      log?.error({ file, err }, `screen.error_images: cannot use ${file}: ${(err as Error).message}`)
+      log.error({ file, err }, `screen.error_images: cannot use ${file}: ${(err as Error).message}`)
     }
   }
   return images
 }
 
 export class ScreenSampler {
-  readonly #o: ScreenSamplerOptions & { timers: TimerPort }
+  readonly #o: ScreenSamplerOptions & { timers: TimerPort, log: ScreenLog }
   #timer: unknown = null
   #running = false
   #capture: Promise<{ image: RasterImage, takenAt: number }> | null = null
@@ -111,7 +107,7 @@ export class ScreenSampler {
   #watching = false
 
   constructor (options: ScreenSamplerOptions) {
-    this.#o = { ...options, timers: options.timers ?? realTimers }
+    this.#o = { ...options, timers: options.timers ?? realTimers, log: options.log ?? silentLog }
   }
 
   /** Starts sampling if the config enables it (the thumbnail works either way). */
@@ -208,12 +204,12 @@ export class ScreenSampler {
       captured = await this.#captureOnce()
     } catch (err) {
       const message = (err as Error).message
-      if (this.#lastError !== message) this.#o.log?.warn({ vm: this.#o.vm, err }, `screen: cannot take a screenshot: ${message}`)
+      if (this.#lastError !== message) this.#o.log.warn({ vm: this.#o.vm, err }, `screen: cannot take a screenshot: ${message}`)
       this.#lastError = message
       this.#resetBaseline()
       return
     }
-    if (this.#lastError !== null) this.#o.log?.info({ vm: this.#o.vm }, 'screen: screenshots work again')
+    if (this.#lastError !== null) this.#o.log.info({ vm: this.#o.vm }, 'screen: screenshots work again')
     this.#lastError = null
     // The watchdog may have started a revert while the screenshot was taken.
     if (!this.#isWatching()) {
@@ -254,13 +250,13 @@ export class ScreenSampler {
   }
 
   #request (reason: string, now: number, fields: Record<string, unknown>): void {
-    this.#o.log?.warn({ vm: this.#o.vm, reason, ...fields }, `screen: ${reason === SCREEN_FROZEN ? 'frozen' : 'error dialog'}: asking for a revert`)
+    this.#o.log.warn({ vm: this.#o.vm, reason, ...fields }, `screen: ${reason === SCREEN_FROZEN ? 'frozen' : 'error dialog'}: asking for a revert`)
     this.#lastRequest = { reason, at: now }
     this.#resetBaseline()
     try {
       this.#o.target.requestRevert(reason, SCREEN_REVERT_SOURCE)
     } catch (err) {
-      this.#o.log?.error({ vm: this.#o.vm, err }, 'screen: the revert request failed')
+      this.#o.log.error({ vm: this.#o.vm, err }, 'screen: the revert request failed')
     }
   }
 }

@@ -2,8 +2,8 @@
 // (`ready~20260101T120000.000Z`, what libvirt holds). `~` is not allowed in base names, so a
 // revision name can never be mistaken for a base name, and it needs no escaping in URLs.
 import { z } from 'zod'
-import { snapshotNameSchema } from '../config/schema.ts'
 import { AppError } from '../errors.ts'
+import { snapshotNameSchema } from '../names.ts'
 
 export const REVISION_SEPARATOR = '~'
 const STAMP = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})\.(\d{3})Z$/

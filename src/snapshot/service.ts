@@ -4,20 +4,16 @@
 // previous one is active again. All of it lives in libvirt, nothing beside it can disagree.
 import { AppError } from '../errors.ts'
 import { LibvirtError, snapshotXml, type Hypervisor, type SnapshotInfo } from '../libvirt/index.ts'
+import { silentLog, systemClock, type Clock, type Log } from '../ports/index.ts'
 import { assertBaseName, assertSnapshotRef, parseRevisionName, revisionName } from './names.ts'
-
-export interface SnapshotLogger {
-  info (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-}
 
 export interface SnapshotServiceOptions {
   hypervisor: Hypervisor
-  log?: SnapshotLogger
+  log?: Pick<Log, 'info' | 'warn'>
   /** Older revisions kept besides the active one (config keep_revisions). */
   keepRevisions: number
-  /** Clock for revision names (ms since the epoch). */
-  now?: () => number
+  /** Clock for revision names (default: the system clock). */
+  clock?: Clock
 }
 
 export interface SnapshotEntry extends SnapshotInfo {
@@ -42,6 +38,8 @@ export interface CreateResult {
   pruned: string[]
   /** False when the domain was not running: a revert to it boots the VM from disk. */
   hasMemory: boolean
+  /** The snapshot was made, but what comes after it (reading the list back, pruning) failed: why. */
+  warning?: string
 }
 
 export interface RollbackResult {
@@ -74,13 +72,11 @@ export interface SnapshotCheck {
   warnings: string[]
 }
 
-const silentLog: SnapshotLogger = { info () {}, warn () {} }
-
 export class SnapshotService {
   readonly keepRevisions: number
   readonly #hypervisor: Hypervisor
-  readonly #log: SnapshotLogger
-  readonly #now: () => number
+  readonly #log: Pick<Log, 'info' | 'warn'>
+  readonly #clock: Clock
   readonly #locks = new Map<string, Promise<unknown>>()
 
   constructor (options: SnapshotServiceOptions) {
@@ -90,7 +86,7 @@ export class SnapshotService {
     this.#hypervisor = options.hypervisor
     this.#log = options.log ?? silentLog
     this.keepRevisions = options.keepRevisions
-    this.#now = options.now ?? Date.now
+    this.#clock = options.clock ?? systemClock
   }
 
   /** Every snapshot of the domain, grouped by base name (alphabetical), newest first within a base. */
@@ -125,12 +121,20 @@ export class SnapshotService {
       const before = (await this.list(domain)).filter((s) => s.base === base)
       const previous = before[0] ?? null
       // Names order the versions: never earlier than the newest, even if the clock went back.
-      const time = Math.max(this.#now(), previous ? previous.versionTime + 1 : 0)
+      const time = Math.max(this.#clock.now(), previous ? previous.versionTime + 1 : 0)
       const snapshot = revisionName(base, time)
       const description = options.description ?? `kiosk-vm-watchdog: "${base}" as of ${new Date(time).toISOString()}`
       await this.#hypervisor.createSnapshot(domain, snapshotXml(snapshot, description))
 
-      const after = (await this.list(domain)).filter((s) => s.base === base)
+      // From here on the snapshot exists: a failure is reported with it, never as "not created".
+      let after: SnapshotEntry[]
+      try {
+        after = (await this.list(domain)).filter((s) => s.base === base)
+      } catch (err) {
+        const warning = `created, but the snapshot list cannot be read back (old revisions were not pruned): ${err instanceof Error ? err.message : String(err)}`
+        this.#log.warn({ domain, snapshot, err }, 'snapshot created; reading the list back failed')
+        return { name: base, snapshot, revision: previous?.name ?? null, pruned: [], hasMemory: false, warning }
+      }
       const created = after.find((s) => s.name === snapshot)
       if (created?.isActive !== true) {
         // Only possible if someone else made a newer version in between; the new one is still kept.

@@ -9,9 +9,10 @@
 // large the file is. When the file would grow past maxBytes it is renamed to audit.jsonl.1
 // (older ones shift to .2 ... .keepFiles, the oldest is dropped); reads continue into the
 // rotated files until they have `limit` entries.
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
+import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { StoreError, ensureDir, errnoOf, fsyncDir, silentLogger, type StoreLogger } from './fs.ts'
+import { silentLog, type Log } from '../ports/index.ts'
+import { StoreError, ensureDir, errnoOf, fsyncDir } from './fs.ts'
 
 /**
  * An entry without its VM: what a per-VM helper takes (use this, not `Omit<AuditEntryInput, 'vm'>`,
@@ -50,6 +51,8 @@ export interface AuditQuery {
   before?: string | Date | number
   /** Continue into audit.jsonl.1, .2, ... when the current file has too few; default true. */
   includeRotated?: boolean
+  /** Stop after reading this many bytes (default 32 MiB): one request never reads the whole history twice over. */
+  maxScanBytes?: number
 }
 
 export interface AuditReadResult {
@@ -58,6 +61,8 @@ export interface AuditReadResult {
   skipped: number
   /** Bytes read from disk. */
   bytesRead: number
+  /** True when the read stopped at maxScanBytes before finding `limit` entries (older entries may match). */
+  truncated: boolean
 }
 
 export interface AuditLogOptions {
@@ -65,7 +70,7 @@ export interface AuditLogOptions {
   dir?: string
   /** The log file itself (instead of dir). */
   path?: string
-  log?: StoreLogger
+  log?: Pick<Log, 'warn'>
   /** Rotate when an append would take the file past this size; default 16 MiB. */
   maxBytes?: number
   /** Rotated files kept (audit.jsonl.1 ... .N); default 5; 0 drops the old file on rotation. */
@@ -78,7 +83,13 @@ export interface AuditLogOptions {
   chunkBytes?: number
 }
 
-export const AUDIT_DEFAULTS = { maxBytes: 16 * 1024 * 1024, keepFiles: 5, limit: 100, maxLimit: 100_000 } as const
+export const AUDIT_DEFAULTS = { maxBytes: 16 * 1024 * 1024, keepFiles: 5, limit: 100, maxLimit: 100_000, maxScanBytes: 32 * 1024 * 1024 } as const
+
+/**
+ * The longest line a read assembles. Entries are a few hundred bytes; a longer line is damage (or
+ * someone's garbage) and is skipped without being held in memory. append() refuses longer entries.
+ */
+export const MAX_LINE_BYTES = 256 * 1024
 
 const NEWLINE = 0x0a
 
@@ -86,7 +97,7 @@ export class AuditLog {
   readonly path: string
   readonly maxBytes: number
   readonly keepFiles: number
-  readonly #log: StoreLogger
+  readonly #log: Pick<Log, 'warn'>
   readonly #sync: boolean
   readonly #now: () => number
   readonly #chunkBytes: number
@@ -104,7 +115,7 @@ export class AuditLog {
     this.maxBytes = positiveInt(options.maxBytes ?? AUDIT_DEFAULTS.maxBytes, 'maxBytes', 1)
     this.keepFiles = positiveInt(options.keepFiles ?? AUDIT_DEFAULTS.keepFiles, 'keepFiles', 0)
     this.#chunkBytes = positiveInt(options.chunkBytes ?? 64 * 1024, 'chunkBytes', 16)
-    this.#log = options.log ?? silentLogger
+    this.#log = options.log ?? silentLog
     this.#sync = options.sync ?? true
     this.#now = options.now ?? Date.now
   }
@@ -117,6 +128,7 @@ export class AuditLog {
     } catch (err) {
       return Promise.reject(err instanceof TypeError && err.message.startsWith('audit entry') ? err : new TypeError(`audit entry is not JSON: ${String(err)}`))
     }
+    if (line.length > MAX_LINE_BYTES) return Promise.reject(new TypeError(`audit entry is too long (${line.length} bytes; at most ${MAX_LINE_BYTES})`))
     return this.#enqueue(() => this.#appendLine(line))
   }
 
@@ -134,6 +146,7 @@ export class AuditLog {
   /** Like read(), with the count of skipped lines and bytes read. */
   async query (query: AuditQuery = {}): Promise<AuditReadResult> {
     const limit = positiveInt(query.limit ?? AUDIT_DEFAULTS.limit, 'limit', 1, AUDIT_DEFAULTS.maxLimit)
+    const maxScanBytes = positiveInt(query.maxScanBytes ?? AUDIT_DEFAULTS.maxScanBytes, 'maxScanBytes', 1)
     const before = query.before === undefined ? Infinity : toMs(query.before, 'before')
     const needles: Buffer[] = []
     if (query.vm !== undefined) needles.push(Buffer.from(`"vm":${JSON.stringify(query.vm)}`))
@@ -142,11 +155,15 @@ export class AuditLog {
     // Open the files in the append queue, so no rotation happens between opening the current file
     // and the rotated ones (an open handle keeps reading the same file after a rename).
     const files = await this.#enqueue(() => this.#openForReading(query.includeRotated ?? true))
-    const result: AuditReadResult = { entries: [], skipped: 0, bytesRead: 0 }
+    const result: AuditReadResult = { entries: [], skipped: 0, bytesRead: 0, truncated: false }
     try {
       for (const { handle, size } of files) {
-        for await (const lines of linesBackwards(handle, size, this.#chunkBytes, result)) {
+        for await (const lines of linesBackwards(handle, size, this.#chunkBytes, result, maxScanBytes)) {
           for (const line of lines) {
+            if (line.length === 0) { // a line over MAX_LINE_BYTES: damage, skipped unread
+              result.skipped++
+              continue
+            }
             if (!needles.every((needle) => line.includes(needle))) continue
             const entry = parseEntry(line)
             if (entry === null) {
@@ -159,6 +176,7 @@ export class AuditLog {
             if (result.entries.length >= limit) return result
           }
         }
+        if (result.truncated) return result
       }
       return result
     } finally {
@@ -219,7 +237,7 @@ export class AuditLog {
     try {
       handle = await open(this.path, 'a+', 0o644)
     } catch (err) {
-      throw new StoreError(`cannot open the audit trail ${this.path}: ${errnoOf(err) ?? String(err)}`, this.path, { cause: err })
+      throw new StoreError(`cannot open the audit trail ${this.path}: ${errnoOf(err) === 'EISDIR' ? 'it is a directory, not a file (move it away)' : errnoOf(err) ?? String(err)}`, this.path, { cause: err })
     }
     const { size } = await handle.stat()
     this.#size = size
@@ -266,10 +284,12 @@ export class AuditLog {
       for (const path of paths) {
         let handle: FileHandle
         try {
+          // open(2) of a directory for reading succeeds: ask first, to say what is wrong.
+          if (!(await stat(path)).isFile()) throw Object.assign(new Error('not a file'), { code: 'EISDIR' })
           handle = await open(path, 'r')
         } catch (err) {
           if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') continue // no log (yet)
-          throw new StoreError(`cannot read the audit trail ${path}: ${errnoOf(err) ?? String(err)}`, path, { cause: err })
+          throw new StoreError(`cannot read the audit trail ${path}: ${errnoOf(err) === 'EISDIR' ? 'it is a directory (or another non-file), not a file: move it away' : errnoOf(err) ?? String(err)}`, path, { cause: err })
         }
         files.push({ handle, size: (await handle.stat()).size })
       }
@@ -283,12 +303,28 @@ export class AuditLog {
 
 /**
  * Lines of `handle[0, size)`, last first, without their newlines, one array per chunk read;
- * empty lines are left out.
+ * empty lines are left out, a line longer than MAX_LINE_BYTES comes as an empty buffer (and is
+ * never assembled). Linear in the bytes read: each byte is searched for a newline once, and the
+ * pieces of a line that spans chunks are joined once.
  */
-async function * linesBackwards (handle: FileHandle, size: number, chunkBytes: number, stats: { bytesRead: number }): AsyncGenerator<Buffer[]> {
+async function * linesBackwards (handle: FileHandle, size: number, chunkBytes: number, stats: { bytesRead: number, truncated: boolean }, maxScanBytes: number): AsyncGenerator<Buffer[]> {
   let position = size
-  let carry = Buffer.alloc(0) // the start of a line whose beginning is in an earlier chunk
+  let tail: Buffer[] = [] // pieces of the line whose start is in an earlier chunk, last piece first
+  let tailBytes = 0
+  let overlong = false
+  const finish = (first: Buffer): Buffer | null => {
+    const line = overlong ? Buffer.alloc(0) : tail.length === 0 ? first : Buffer.concat([first, ...tail.reverse()])
+    const wasOverlong = overlong
+    tail = []
+    tailBytes = 0
+    overlong = false
+    return wasOverlong || line.length > 0 ? line : null
+  }
   while (position > 0) {
+    if (stats.bytesRead >= maxScanBytes) {
+      stats.truncated = true // the rest is older than anything a technician pages to in one request
+      return
+    }
     const start = Math.max(0, position - chunkBytes)
     const chunk = Buffer.allocUnsafe(position - start)
     let filled = 0
@@ -299,19 +335,28 @@ async function * linesBackwards (handle: FileHandle, size: number, chunkBytes: n
     }
     stats.bytesRead += filled
     position = start
-    const data = carry.length > 0 ? Buffer.concat([chunk.subarray(0, filled), carry]) : chunk.subarray(0, filled)
+    const data = chunk.subarray(0, filled)
     const lines: Buffer[] = []
     let end = data.length
     let newline = end > 0 ? data.lastIndexOf(NEWLINE, end - 1) : -1
     while (newline >= 0) {
-      if (end > newline + 1) lines.push(data.subarray(newline + 1, end))
+      const line = finish(data.subarray(newline + 1, end))
+      if (line !== null) lines.push(line)
       end = newline
       newline = end > 0 ? data.lastIndexOf(NEWLINE, end - 1) : -1
     }
-    carry = data.subarray(0, end)
+    if (end > 0 && !overlong) {
+      tail.push(data.subarray(0, end))
+      tailBytes += end
+      if (tailBytes > MAX_LINE_BYTES) {
+        overlong = true
+        tail = []
+      }
+    }
     if (lines.length > 0) yield lines
   }
-  if (carry.length > 0) yield [carry]
+  const last = finish(Buffer.alloc(0))
+  if (last !== null) yield [last]
 }
 
 function parseEntry (line: Buffer): AuditEntry | null {

@@ -16,13 +16,6 @@ export class StoreError extends Error {
   }
 }
 
-/** The subset of pino the store uses. */
-export interface StoreLogger {
-  warn (obj: object, msg: string): void
-}
-
-export const silentLogger: StoreLogger = { warn () {} }
-
 export function errnoOf (err: unknown): string | undefined {
   const code = (err as NodeJS.ErrnoException | null)?.code
   return typeof code === 'string' ? code : undefined

@@ -2,12 +2,13 @@
 // leaves either the old or the new document, never a mix: write a temporary file, fsync it,
 // rename it over the old one, fsync the directory. The previous document is kept as `.bak`,
 // written the same way, so a file damaged by hand or by a broken disk still leaves one good copy.
-import { readFile, rename, open, unlink } from 'node:fs/promises'
+import { readFile, rename, open, unlink, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { StoreError, ensureDir, errnoOf, fsyncDir, silentLogger, type StoreLogger } from './fs.ts'
+import { silentLog, type Log } from '../ports/index.ts'
+import { StoreError, ensureDir, errnoOf, fsyncDir } from './fs.ts'
 
 export interface StateFileOptions<T> {
-  log?: StoreLogger
+  log?: Pick<Log, 'warn'>
   /** Checks and shapes what was read (a zod schema's `parse` fits); throwing marks the document unusable. */
   parse?: (value: unknown) => T
 }
@@ -17,22 +18,36 @@ export function vmStatePath (dataDir: string, vm: string): string {
   return `${dataDir.replace(/\/+$/, '')}/state/${vm}.json`
 }
 
+/**
+ * What the last load found. `backup`: the file was damaged and the older `.bak` was used (so
+ * settings made after it are gone); `none`: neither was usable; `missing`: no file yet (first
+ * start). `problem` says what was wrong, for /status, the audit trail and the log.
+ */
+export interface StateLoadReport {
+  source: 'file' | 'missing' | 'backup' | 'none'
+  problem: string | null
+}
+
 export class StateFile<T> {
   readonly path: string
   readonly backupPath: string
-  readonly #log: StoreLogger
+  readonly #log: Pick<Log, 'warn'>
   readonly #parse: (value: unknown) => T
   #queue: Promise<void> = Promise.resolve()
   /** The newest text not yet written (a later save replaces an earlier one still waiting). */
   #pending: string | undefined
   /** The last text known to be good on disk: becomes the backup on the next save. undefined: not yet looked. */
   #lastGood: string | null | undefined
+  /** Set by load(). */
+  loadReport: StateLoadReport | null = null
+  /** The last save's failure (null once a save succeeds): what /status shows while the disk refuses. */
+  lastSaveError: string | null = null
 
   constructor (path: string, options: StateFileOptions<T> = {}) {
     if (typeof path !== 'string' || path.length === 0) throw new TypeError('StateFile needs a file path')
     this.path = path
     this.backupPath = `${path}.bak`
-    this.#log = options.log ?? silentLogger
+    this.#log = options.log ?? silentLog
     this.#parse = options.parse ?? ((value) => value as T)
   }
 
@@ -41,20 +56,34 @@ export class StateFile<T> {
    * reported, and the backup (the document saved before it) is used when that one is good.
    */
   async load (): Promise<T | null> {
+    const dirProblem = await notADirectory(dirname(this.path))
+    if (dirProblem !== null) {
+      // Nothing can be read or saved there: say so now, not at the first failed save.
+      this.#log.warn({ path: dirname(this.path), problem: dirProblem }, 'the state directory is not usable; settings cannot be saved until it is fixed')
+      this.loadReport = { source: 'none', problem: `${dirname(this.path)}: ${dirProblem}` }
+      return null
+    }
     const main = await this.#read(this.path)
-    if (main.kind === 'missing') return null
+    if (main.kind === 'missing') {
+      this.loadReport = { source: 'missing', problem: null }
+      return null
+    }
     if (main.kind === 'ok') {
       this.#lastGood = main.text
+      this.loadReport = { source: 'file', problem: null }
       return main.value
     }
     this.#log.warn({ path: this.path, problem: main.problem }, 'state file is damaged; trying its backup')
     const backup = await this.#read(this.backupPath)
     if (backup.kind === 'ok') {
-      this.#log.warn({ path: this.backupPath }, 'state restored from the backup (the last save before the damaged one)')
+      this.#log.warn({ path: this.backupPath, problem: main.problem }, 'state restored from the backup: the last save before the damaged one; later changes (maintenance) are lost')
       this.#lastGood = backup.text
+      this.loadReport = { source: 'backup', problem: `${this.path}: ${main.problem}` }
       return backup.value
     }
-    this.#log.warn({ path: this.backupPath, problem: backup.kind === 'missing' ? 'missing' : backup.problem }, 'no usable backup either; starting without saved state')
+    const backupProblem = backup.kind === 'missing' ? 'missing' : backup.problem
+    this.#log.warn({ path: this.backupPath, problem: backupProblem }, 'no usable backup either; starting without saved state')
+    this.loadReport = { source: 'none', problem: `${this.path}: ${main.problem}; ${this.backupPath}: ${backupProblem}` }
     return null
   }
 
@@ -76,8 +105,10 @@ export class StateFile<T> {
       this.#pending = undefined
       try {
         await this.#write(next)
+        this.lastSaveError = null
       } catch (err) {
         if (this.#pending === undefined) this.#pending = next // let the next waiting save retry it
+        this.lastSaveError = err instanceof Error ? err.message : String(err)
         throw err
       }
     })
@@ -119,6 +150,18 @@ export class StateFile<T> {
     } catch (err) {
       return { kind: 'bad', problem: `unexpected content (${(err as Error).message.slice(0, 500)})` }
     }
+  }
+}
+
+/** Why `dir` cannot hold state files (exists but is not a directory), or null. */
+async function notADirectory (dir: string): Promise<string | null> {
+  try {
+    return (await stat(dir)).isDirectory() ? null : 'exists but is not a directory (move it away)'
+  } catch (err) {
+    const code = errnoOf(err)
+    if (code === 'ENOENT') return null // created at the first save
+    if (code === 'ENOTDIR') return 'a part of the path is a file, not a directory'
+    return `cannot be read (${code ?? String(err)})`
   }
 }
 

@@ -6,12 +6,7 @@
 // Only two C functions are declared: a wrong koffi signature crashes the process instead of
 // throwing, and test/systemd/notify.test.ts exercises both.
 import koffi from 'koffi'
-
-/** The few logger methods used; a pino logger fits. */
-export interface NotifyLogger {
-  debug (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-}
+import { realTimers, systemClock, type Clock, type Log, type TimerPort } from '../ports/index.ts'
 
 export interface Notifier {
   /** True when NOTIFY_SOCKET is set and libsystemd is loaded: messages really go out. */
@@ -41,9 +36,12 @@ export const LIBSYSTEMD = 'libsystemd.so.0'
 export interface NotifierOptions {
   /** The library to load; tests name a missing one to check the fallback. */
   library?: string
+  /** The ping timer (default: real, unref'd) and the clock; tests pass a fake clock for both. */
+  timers?: TimerPort
+  clock?: Clock
 }
 
-export function createNotifier (log: NotifyLogger, options: NotifierOptions = {}): Notifier {
+export function createNotifier (log: Pick<Log, 'debug' | 'warn'>, options: NotifierOptions = {}): Notifier {
   const socket = process.env['NOTIFY_SOCKET']
   if (!socket) {
     log.debug({}, 'systemd notify: NOTIFY_SOCKET is not set (not run by systemd with Type=notify); notifications are off')
@@ -104,7 +102,9 @@ export function createNotifier (log: NotifyLogger, options: NotifierOptions = {}
       }
       const period = Math.max(1, Math.floor(interval / 2))
       log.debug({ intervalMs: interval, pingEveryMs: period }, 'systemd notify: watchdog pings on')
-      let timer: NodeJS.Timeout | null = null
+      const timers = options.timers ?? realTimers
+      const clock = options.clock ?? systemClock
+      let timer: unknown = null
       let stopped = false
       let unhealthySince: number | null = null
       const tick = (): void => {
@@ -117,21 +117,21 @@ export function createNotifier (log: NotifyLogger, options: NotifierOptions = {}
           log.warn({ err }, 'systemd notify: the health check threw; counted as unhealthy')
         }
         if (healthy) {
-          if (unhealthySince !== null) log.warn({ unhealthyMs: Date.now() - unhealthySince }, 'systemd notify: healthy again; watchdog pings resume')
+          if (unhealthySince !== null) log.warn({ unhealthyMs: clock.now() - unhealthySince }, 'systemd notify: healthy again; watchdog pings resume')
           unhealthySince = null
           send('WATCHDOG=1')
         } else if (unhealthySince === null) {
-          unhealthySince = Date.now()
+          unhealthySince = clock.now()
           log.warn({ intervalMs: interval }, 'systemd notify: unhealthy; watchdog pings withheld, systemd restarts the service if this lasts')
         }
         // Re-armed after each run rather than setInterval: a loop that stalls does not get a
-        // burst of catch-up pings afterwards. unref: the pings never keep the process alive.
-        timer = setTimeout(tick, period).unref()
+        // burst of catch-up pings afterwards. realTimers are unref'd: the pings never keep the process alive.
+        timer = timers.setTimeout(tick, period)
       }
-      timer = setTimeout(tick, 0).unref()
+      timer = timers.setTimeout(tick, 0)
       return () => {
         stopped = true
-        if (timer) clearTimeout(timer)
+        if (timer !== null) timers.clearTimeout(timer)
       }
     }
   }

@@ -5,7 +5,7 @@ import t from 'tap'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { AlertPayload } from '../../src/alerts/webhooks.ts'
-import { testApp } from '../security/helpers.ts'
+import { build } from '../helpers/app.ts'
 
 t.test('exhausted and revert_storm reach the webhook', async (t) => {
   const received: AlertPayload[] = []
@@ -18,7 +18,7 @@ t.test('exhausted and revert_storm reach the webhook', async (t) => {
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/alerts`
 
-  const app = await testApp(t, {
+  const { app, run } = await build(t, {
     config: {
       startup_grace: 0,
       heartbeat_timeout: 1,
@@ -29,8 +29,7 @@ t.test('exhausted and revert_storm reach the webhook', async (t) => {
     }
   })
   const w = app.watchdogs.get('test')!
-  const until = Date.now() + 20_000
-  while (!w.view().exhausted && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50))
+  await run(10_000, () => w.view().exhausted !== null)
   t.ok(w.view().exhausted, 'the watchdog gave up after the escalated revert')
   await app.alerts.idle()
   const events = received.map((a) => a.event)
@@ -43,7 +42,7 @@ t.test('exhausted and revert_storm reach the webhook', async (t) => {
 })
 
 t.test('no webhooks configured: nothing is subscribed', async (t) => {
-  const app = await testApp(t)
+  const { app } = await build(t)
   t.equal(app.alerts.size, 0)
   t.equal(app.watchdogs.get('test')!.listenerCount('alert'), 0)
 })

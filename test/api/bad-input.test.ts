@@ -1,10 +1,10 @@
 // Bad input of every kind the API can get: each answer is `{ error: { code, message } }` with a
 // stable code and a message naming what is wrong; nothing reaches the watchdog or libvirt.
 import t from 'tap'
-import { apiApp, assertError, call, events } from './helpers.ts'
+import { build, assertError, call, events } from './helpers.ts'
 
 t.test('bad snapshot names: 400 naming the field, nothing created or deleted', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   const before = (await call(app, '/api/v1/snapshots')).body.snapshots
   for (const name of ['bad~name', '', '-lead', '.hidden', 'a b', 'ä', 'x'.repeat(101), '../../etc', 'a/b', 'a%00b', '<b>']) {
     const q = encodeURIComponent(name)
@@ -21,7 +21,7 @@ t.test('bad snapshot names: 400 naming the field, nothing created or deleted', a
 })
 
 t.test('reasons with forbidden characters or too long: 400 naming reason, no revert', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   for (const reason of ['<script>', 'a;rm -rf /', 'line\nbreak', 'tab\there', 'ä', '😀', '"quoted"', 'x'.repeat(201), '$(id)', 'a\u0000b']) {
     const q = encodeURIComponent(reason)
     const message = reason.length > 200 ? /reason: Too big: expected string to have <=200 characters/ : /reason: letters, digits, spaces and _ \. : , \/ - only/
@@ -36,7 +36,7 @@ t.test('reasons with forbidden characters or too long: 400 naming reason, no rev
 })
 
 t.test('minutes: negative, zero, huge, not a number: 400 naming minutes', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   for (const [minutes, message] of [
     ['-1', /minutes: Too small: expected number to be >0/],
     ['0', /minutes: Too small/],
@@ -56,7 +56,7 @@ t.test('minutes: negative, zero, huge, not a number: 400 naming minutes', async 
 })
 
 t.test('heartbeat fields of the wrong type: 400 naming the field', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   assertError(t, await call(app, '/api/v1/heartbeat?seq=abc'), 400, 'BAD_REQUEST', /^querystring is not valid: seq: Invalid input: expected number, received NaN$/)
   assertError(t, await call(app, '/api/v1/heartbeat?seq=-1'), 400, 'BAD_REQUEST', /seq: Too small/)
   assertError(t, await call(app, '/api/v1/heartbeat?seq=1.5'), 400, 'BAD_REQUEST', /seq: Invalid input: expected int/)
@@ -78,7 +78,7 @@ t.test('heartbeat fields of the wrong type: 400 naming the field', async (t) => 
 })
 
 t.test('limit out of range, kind malformed: 400 naming the field', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   for (const [limit, message] of [
     ['0', /limit: Too small: expected number to be >=1/],
     ['-5', /limit: Too small/],
@@ -95,7 +95,7 @@ t.test('limit out of range, kind malformed: 400 naming the field', async (t) => 
 })
 
 t.test('unknown routes and wrong methods: 404 JSON', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   for (const url of ['/api/v1/nope', '/api/v2/status', '/nope', '/api/v1/vms/test/nope', '/api/v1/../../etc/passwd', '/api/v1/%2e%2e/%2e%2e/etc/passwd', '/ui/no-such-file.js']) {
     assertError(t, await call(app, url), 404, 'NOT_FOUND', /^No route GET \//)
   }
@@ -108,7 +108,7 @@ t.test('unknown routes and wrong methods: 404 JSON', async (t) => {
 })
 
 t.test('URLs the router cannot take: a broken %-escape, an over-long segment (400 JSON)', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   // Fastify answers these before any route or error handler, unless the app passes
   // `frameworkErrors` (src/plugins/errors.ts) to the Fastify constructor.
   assertError(t, await call(app, '/api/v1/snapshot/delete/%ZZ'), 400, 'BAD_REQUEST', /URL is not valid/)
@@ -118,7 +118,7 @@ t.test('URLs the router cannot take: a broken %-escape, an over-long segment (40
 })
 
 t.test('bodies: malformed JSON 400, oversize 413, wrong content-type 415', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   const json = { 'content-type': 'application/json' }
   for (const payload of ['{bad', '{"seq":', "{'seq':1}", '{"seq":1}}', '\u0000']) {
     assertError(t, await call(app, { method: 'POST', url: '/api/v1/heartbeat', payload, headers: json }), 400, 'BAD_REQUEST', /Body is not valid JSON/)
@@ -142,7 +142,7 @@ t.test('bodies: malformed JSON 400, oversize 413, wrong content-type 415', async
 })
 
 t.test('5xx answers carry the registry text only, never the cause', async (t) => {
-  const { app } = await apiApp(t, {
+  const { app } = await build(t, {
     beforeReady (app) {
       app.get('/probe/internal', async () => { throw new Error('secret: /etc/kiosk/token=hunter2 at Object.<anonymous> (/work/main/src/x.ts:1:1)') })
       app.get('/probe/libvirt', async () => { await app.hypervisor.start('test') }) // the domain runs: libvirt refuses

@@ -1,10 +1,10 @@
 // 409 when an action conflicts with the watchdog's state, and 503 when libvirt is unreachable
 // (the app still starts and reports it).
 import t from 'tap'
-import { apiApp, assertError, call, events, UNREACHABLE_URI, until } from './helpers.ts'
+import { build, assertError, call, events, UNREACHABLE_URI, until } from './helpers.ts'
 
 t.test('maintenance: guest revert requests are 409 CONFLICT, a technician\'s revert runs', async (t) => {
-  const { app, lifecycle } = await apiApp(t)
+  const { app, lifecycle, run } = await build(t)
   const disable = await call(app, '/api/v1/revert/disable?minutes=10')
   t.equal(disable.status, 200)
   t.equal(disable.body.details.until, (await call(app, '/api/v1/status')).body.watchdog.maintenance.until, 'the answer\'s until is the one the watchdog keeps (to the ms)')
@@ -20,9 +20,11 @@ t.test('maintenance: guest revert requests are 409 CONFLICT, a technician\'s rev
     t.equal(r.body.error.details.vm, 'test')
   }
   const refused = await events(app, 'revert_request')
-  t.equal(refused.length, 4)
-  t.ok(refused.every((e) => e.outcome === 'refused'), 'each refusal is in the audit trail')
+  t.equal(refused.length, 1, 'the first refusal is in the audit trail in full...')
+  t.ok(refused.every((e) => e.outcome === 'refused'))
   t.same((await call(app, '/api/v1/status')).body.watchdog.counters.requests, { refused: 4 })
+  await run(60_000)
+  t.match(await events(app, 'revert_requests_summary'), [{ outcome: 'refused', count: 3 }], '...the other three counted in one summary (issue 13)')
 
   const technician = await call(app, { method: 'POST', url: '/api/v1/revert?reason=fixing' })
   t.equal(technician.status, 202)
@@ -36,7 +38,7 @@ t.test('maintenance: guest revert requests are 409 CONFLICT, a technician\'s rev
 })
 
 t.test('a guest may cause at most one revert per guest_revert_min_interval (default 60 s): 409', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   t.equal((await call(app, '/api/v1/revert/request?reason=idle')).status, 202)
   await until('the revert finished', async () => (await events(app, 'revert_finished')).length === 1)
   t.equal((await call(app, '/api/v1/heartbeat')).body.details.state, 'healthy', 'the guest is back')
@@ -46,7 +48,7 @@ t.test('a guest may cause at most one revert per guest_revert_min_interval (defa
 })
 
 t.test('security.guest_revert_min_interval from the config applies', async (t) => {
-  const { app } = await apiApp(t, { config: { security: { guest_revert_min_interval: 0 } } })
+  const { app } = await build(t, { config: { security: { guest_revert_min_interval: 0 } } })
   t.equal((await call(app, '/api/v1/revert/request?reason=idle')).status, 202)
   await until('the revert finished', async () => (await events(app, 'revert_finished')).length === 1)
   t.equal((await call(app, '/api/v1/heartbeat')).body.details.state, 'healthy')
@@ -55,7 +57,7 @@ t.test('security.guest_revert_min_interval from the config applies', async (t) =
 })
 
 t.test('a stopped VM: guest requests 409, a technician revert starts it', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   await call(app, { method: 'POST', url: '/api/v1/vm/stop' })
   await until('the VM is shut off', async () => (await app.hypervisor.domainState('test')).state === 'shutoff')
   assertError(t, await call(app, '/api/v1/vm/restart'), 409, 'CONFLICT', /maintenance \(stopped\)/)
@@ -66,8 +68,14 @@ t.test('a stopped VM: guest requests 409, a technician revert starts it', async 
 
 t.test('libvirt unreachable: the app starts, /status says so, libvirt actions answer 503', async (t) => {
   const started = Date.now()
-  const { app } = await apiApp(t, { uri: UNREACHABLE_URI })
-  t.ok(Date.now() - started < 5000, 'the app started without libvirt')
+  // Ready without libvirt: startup does not wait for a connection. The race only turns a hang
+  // (an app waiting for libvirt) into a failure; the time taken is only reported.
+  let hang: NodeJS.Timeout | undefined
+  const { app } = await Promise.race([
+    build(t, { uri: UNREACHABLE_URI }),
+    new Promise<never>((_resolve, reject) => { hang = setTimeout(() => reject(new Error('the app did not become ready without libvirt (hang)')), 60_000) })
+  ]).finally(() => clearTimeout(hang))
+  t.comment(`ready without libvirt after ${Date.now() - started} ms`)
 
   const status = await call(app, '/api/v1/status')
   t.equal(status.status, 200)

@@ -1,13 +1,13 @@
 // Every endpoint of the API (issue 3), GET and POST where both exist, on the real app with
 // libvirt's test driver: status codes and the values that matter in each body.
 import t from 'tap'
-import { apiApp, assertError, call, events, manualClock, until } from './helpers.ts'
+import { build, assertError, call, events, until } from './helpers.ts'
 
 const REVISION = /^ready~\d{8}T\d{6}\.\d{3}Z$/
 
 t.test('heartbeat: GET and POST, with and without seq/status/vm; heartbeat/status has EVC\'s fields', async (t) => {
-  const clock = manualClock()
-  const { app } = await apiApp(t, { clock })
+  const { app, clock: fake, run } = await build(t)
+  const clock = fake!
 
   const before = await call(app, '/api/v1/heartbeat/status')
   t.equal(before.status, 200)
@@ -34,18 +34,18 @@ t.test('heartbeat: GET and POST, with and without seq/status/vm; heartbeat/statu
   t.same(bare.body, { message: 'Heartbeat received', details: { vm: 'test', seq: null, state: 'healthy' } })
 
   const bareStatus = (await call(app, '/api/v1/heartbeat/status')).body
-  t.equal(bareStatus.last_heartbeat, clock.t / 1000, 'last_heartbeat is epoch seconds')
-  t.equal(bareStatus.last_heartbeat_at, new Date(clock.t).toISOString())
+  t.equal(bareStatus.last_heartbeat, clock.now() / 1000, 'last_heartbeat is epoch seconds')
+  t.equal(bareStatus.last_heartbeat_at, new Date(clock.now()).toISOString())
   t.equal(bareStatus.has_received_heartbeat, true)
   t.equal(bareStatus.is_healthy, true)
   t.equal(bareStatus.last_source, '127.0.0.1', 'the source address is recorded')
 
-  clock.t += 1000
+  await run(1000)
   const withFields = await call(app, '/api/v1/heartbeat?seq=41&status=ok&vm=test')
   t.equal(withFields.status, 200)
   t.same(withFields.body.details, { vm: 'test', seq: 41, state: 'healthy' })
 
-  clock.t += 1000
+  await run(1000)
   const post = await call(app, { method: 'POST', url: '/api/v1/heartbeat', payload: { seq: 42, status: 'artwork running', vm: 'test' } })
   t.equal(post.status, 200)
   t.same(post.body.details, { vm: 'test', seq: 42, state: 'healthy' })
@@ -55,8 +55,8 @@ t.test('heartbeat: GET and POST, with and without seq/status/vm; heartbeat/statu
   const postQuery = await call(app, { method: 'POST', url: '/api/v1/heartbeat?seq=7', payload: { seq: 43 } })
   t.equal(postQuery.body.details.seq, 43, 'the JSON body wins over the query string')
 
-  const lastBeat = clock.t
-  clock.t += 2500
+  const lastBeat = clock.now()
+  await run(2500)
   const status = (await call(app, '/api/v1/heartbeat/status')).body
   t.match(status, {
     enabled: true,
@@ -73,15 +73,16 @@ t.test('heartbeat: GET and POST, with and without seq/status/vm; heartbeat/statu
     heartbeats_total: 5
   })
 
-  clock.t += 15_000 // 17.5 s since the last heartbeat: past the 15 s timeout
+  await run(15_000) // 17.5 s since the last heartbeat: past the 15 s timeout (and reverted at 15 s)
   const late = (await call(app, '/api/v1/heartbeat/status')).body
   t.equal(late.time_since_heartbeat, 17.5)
+  t.equal((await events(app, 'revert_started'))[0]?.reason, 'heartbeat_timeout', 'reverted at the timeout')
   t.equal(late.is_timed_out, true)
   t.equal(late.is_healthy, false)
 })
 
 t.test('revert/request: 202, the reason reaches /events; GET and POST', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   const r = await call(app, '/api/v1/revert/request?reason=idle:15min')
   t.equal(r.status, 202)
   t.same(r.body, { message: 'Revert started', details: { vm: 'test', reason: 'idle:15min', outcome: 'started' } })
@@ -101,7 +102,7 @@ t.test('revert/request: 202, the reason reaches /events; GET and POST', async (t
 })
 
 t.test('revert/request without a reason: guest_request', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   const r = await call(app, { method: 'POST', url: '/api/v1/revert/request' })
   t.equal(r.status, 202)
   t.same(r.body.details, { vm: 'test', reason: 'guest_request', outcome: 'started' })
@@ -110,7 +111,7 @@ t.test('revert/request without a reason: guest_request', async (t) => {
 t.test('vm/restart (EVC\'s guest path): a guest revert, GET and POST', async (t) => {
   for (const method of ['GET', 'POST'] as const) {
     await t.test(method, async (t) => {
-      const { app, lifecycle } = await apiApp(t)
+      const { app, lifecycle } = await build(t)
       const r = await call(app, { method, url: '/api/v1/vm/restart' })
       t.equal(r.status, 202)
       t.same(r.body.details, { vm: 'test', reason: 'guest_restart_request', outcome: 'started' })
@@ -123,7 +124,7 @@ t.test('vm/restart (EVC\'s guest path): a guest revert, GET and POST', async (t)
 
 t.test('vm/stop: the VM really stops, maintenance "stopped", no automatic revert; vm/start brings it back', async (t) => {
   // A fast safety-net poll and a short timeout: if a stopped VM could be reverted, it would be.
-  const { app, lifecycle } = await apiApp(t, { config: { heartbeat_check_interval: 0.05, heartbeat_timeout: 1, startup_grace: 0, post_revert_grace: 1 } })
+  const { app, lifecycle, run } = await build(t, { config: { heartbeat_check_interval: 0.05, heartbeat_timeout: 1, startup_grace: 0, post_revert_grace: 1 } })
   t.equal((await call(app, '/api/v1/heartbeat')).status, 200)
 
   const stop = await call(app, { method: 'POST', url: '/api/v1/vm/stop' })
@@ -141,8 +142,8 @@ t.test('vm/stop: the VM really stops, maintenance "stopped", no automatic revert
   t.match((await events(app, 'vm_stop'))[0], { reason: 'technician' })
 
   // Longer than the heartbeat timeout, many polls: nothing reverts the stopped VM.
-  await new Promise((resolve) => setTimeout(resolve, 1500))
-  t.equal((await app.hypervisor.domainState('test')).state, 'shutoff', 'still shut off')
+  await run(10_000)
+  t.equal((await app.hypervisor.domainState('test')).state, 'shutoff', 'still shut off 10 s later')
   t.equal((await events(app, 'revert_started')).length, 0, 'no revert')
   t.equal(lifecycle.filter((e) => e.type === 'started').length, 0)
   assertError(t, await call(app, '/api/v1/revert/request?reason=idle'), 409, 'CONFLICT', /maintenance \(stopped\)/)
@@ -160,14 +161,14 @@ t.test('vm/stop: the VM really stops, maintenance "stopped", no automatic revert
 })
 
 t.test('GET vm/stop works too (EVC\'s browser path)', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   t.equal((await call(app, '/api/v1/vm/stop')).status, 202)
   await until('the VM is shut off', async () => (await app.hypervisor.domainState('test')).state === 'shutoff')
   t.equal((await call(app, '/api/v1/status')).body.watchdog.maintenance.reason, 'stopped')
 })
 
 t.test('POST /revert: a technician\'s revert; /status reports it with reason and duration', async (t) => {
-  const { app, lifecycle } = await apiApp(t)
+  const { app, lifecycle } = await build(t)
   const r = await call(app, { method: 'POST', url: '/api/v1/revert?reason=screen_frozen' })
   t.equal(r.status, 202)
   t.same(r.body, { message: 'Revert started', details: { vm: 'test', reason: 'screen_frozen', outcome: 'started' } })
@@ -189,8 +190,8 @@ t.test('POST /revert: a technician\'s revert; /status reports it with reason and
 })
 
 t.test('revert/disable?minutes= and revert/enable: maintenance until, GET and POST', async (t) => {
-  const clock = manualClock()
-  const { app } = await apiApp(t, { clock })
+  const { app, clock: fake } = await build(t)
+  const clock = { get t () { return fake!.now() } }
   const until10 = new Date(clock.t + 10 * 60_000).toISOString()
 
   const off = await call(app, { method: 'POST', url: '/api/v1/revert/disable?minutes=10' })
@@ -224,17 +225,20 @@ t.test('revert/disable?minutes= and revert/enable: maintenance until, GET and PO
 })
 
 t.test('maintenance from revert/disable runs out on its own', async (t) => {
-  const { app } = await apiApp(t)
+  const { app, run } = await build(t)
   const r = await call(app, '/api/v1/revert/disable?minutes=0.005') // 300 ms
   t.equal(r.status, 200)
   t.equal((await call(app, '/api/v1/heartbeat/status')).body.enabled, false)
-  await until('maintenance expired', async () => (await call(app, '/api/v1/heartbeat/status')).body.enabled === true)
+  await run(250)
+  t.equal((await call(app, '/api/v1/heartbeat/status')).body.enabled, false, 'still off 250 ms in')
+  await run(50)
+  t.equal((await call(app, '/api/v1/heartbeat/status')).body.enabled, true, 'back on at 300 ms')
   t.equal((await call(app, '/api/v1/status')).body.watchdog.maintenance, null)
   t.match((await events(app, 'maintenance_expired'))[0], { vm: 'test' })
 })
 
 t.test('POST /watchdog/reset: answers with the state (GET is not a route)', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   const r = await call(app, { method: 'POST', url: '/api/v1/watchdog/reset' })
   t.equal(r.status, 200)
   t.same(r.body, { message: 'Watchdog reset', details: { vm: 'test', state: 'starting' } })
@@ -242,7 +246,7 @@ t.test('POST /watchdog/reset: answers with the state (GET is not a route)', asyn
 })
 
 t.test('snapshots: list, create (previous kept as revision), rollback, delete', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
 
   const list = await call(app, '/api/v1/snapshots')
   t.equal(list.status, 200)
@@ -296,7 +300,7 @@ t.test('snapshots: list, create (previous kept as revision), rollback, delete', 
 })
 
 t.test('/status: VM, snapshot, watchdog state and counters', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   const r = await call(app, '/api/v1/status')
   t.equal(r.status, 200)
   t.match(r.body, {
@@ -341,7 +345,7 @@ t.test('/status: VM, snapshot, watchdog state and counters', async (t) => {
 })
 
 t.test('/events?limit=: newest first, limited', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   for (const minutes of [1, 2, 3]) {
     await call(app, `/api/v1/revert/disable?minutes=${minutes}`)
     await call(app, '/api/v1/revert/enable')
@@ -360,7 +364,7 @@ t.test('/events?limit=: newest first, limited', async (t) => {
 })
 
 t.test('/vms lists the watched VM', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   await call(app, '/api/v1/heartbeat')
   const r = await call(app, '/api/v1/vms')
   t.equal(r.status, 200)
@@ -370,7 +374,7 @@ t.test('/vms lists the watched VM', async (t) => {
 })
 
 t.test('per-VM prefix /api/v1/vms/test/...; an unknown VM is 404 UNKNOWN_VM', async (t) => {
-  const { app } = await apiApp(t)
+  const { app } = await build(t)
   const beat = await call(app, { method: 'POST', url: '/api/v1/vms/test/heartbeat', payload: { seq: 9 } })
   t.equal(beat.status, 200)
   t.equal(beat.body.details.vm, 'test')

@@ -1,18 +1,18 @@
 // State that must survive a restart of the service: a new app on the same data_dir finds the
 // maintenance a technician set, and an "exhausted" watchdog stays exhausted.
 import t from 'tap'
-import { apiApp, assertError, call, events, scratchDir, until } from './helpers.ts'
+import { build, assertError, call, events, scratchDir } from './helpers.ts'
 
 t.test('maintenance set through the API survives a restart', async (t) => {
   const dataDir = scratchDir(t)
-  const first = await apiApp(t, { config: { data_dir: dataDir }, manualClose: true })
+  const first = await build(t, { config: { data_dir: dataDir }, manualClose: true })
   t.teardown(() => first.app.close()) // a no-op once closed below; closes it if an assertion threw first
   const disable = await call(first.app, '/api/v1/revert/disable?minutes=30')
   t.equal(disable.status, 200)
   const until30 = disable.body.details.until
   await first.app.close()
 
-  const second = await apiApp(t, { config: { data_dir: dataDir } })
+  const second = await build(t, { config: { data_dir: dataDir } })
   const status = (await call(second.app, '/api/v1/status')).body
   t.equal(status.auto_revert_enabled, false)
   t.equal(status.watchdog.state, 'maintenance')
@@ -24,17 +24,17 @@ t.test('maintenance set through the API survives a restart', async (t) => {
 
   t.equal((await call(second.app, '/api/v1/revert/enable')).status, 200)
   await second.app.close()
-  const third = await apiApp(t, { config: { data_dir: dataDir } })
+  const third = await build(t, { config: { data_dir: dataDir } })
   t.equal((await call(third.app, '/api/v1/status')).body.watchdog.maintenance, null, 'switched off and saved so')
 })
 
 t.test('maintenance without expiry (indefinite) survives a restart', async (t) => {
   const dataDir = scratchDir(t)
-  const first = await apiApp(t, { config: { data_dir: dataDir }, manualClose: true })
+  const first = await build(t, { config: { data_dir: dataDir }, manualClose: true })
   t.teardown(() => first.app.close())
   t.equal((await call(first.app, { method: 'POST', url: '/api/v1/revert/disable?indefinite=true' })).status, 200)
   await first.app.close()
-  const second = await apiApp(t, { config: { data_dir: dataDir } })
+  const second = await build(t, { config: { data_dir: dataDir } })
   t.match((await call(second.app, '/api/v1/status')).body.watchdog.maintenance, { reason: 'technician', until: null })
 })
 
@@ -42,20 +42,20 @@ t.test('"exhausted" survives a restart, and the new service leaves the VM alone'
   const dataDir = scratchDir(t)
   // The shortest loop: one revert, one escalated revert, exhausted (about 3 s).
   const config = { data_dir: dataDir, heartbeat_timeout: 1, startup_grace: 0, post_revert_grace: 1, max_reverts: 1 }
-  const first = await apiApp(t, { config, manualClose: true })
+  const first = await build(t, { config, manualClose: true })
   t.teardown(() => first.app.close())
-  await until('exhausted', () => first.app.watchdogs.get('test')!.view().state === 'exhausted', 8000)
+  await first.run(10_000, () => first.app.watchdogs.get('test')!.view().state === 'exhausted')
   const before = (await call(first.app, '/api/v1/status')).body.watchdog
   t.equal(before.counters.reverts, 2)
   await first.app.close()
 
-  const second = await apiApp(t, { config })
+  const second = await build(t, { config })
   const status = (await call(second.app, '/api/v1/status')).body.watchdog
   t.equal(status.state, 'exhausted')
   t.same(status.exhausted, before.exhausted, 'the same exhaustion: when and why')
   t.equal(status.counters.exhaustions, 1, 'counters are kept')
   // Longer than heartbeat_timeout + post_revert_grace: a watchdog that forgot would revert.
-  await new Promise((resolve) => setTimeout(resolve, 2500))
+  await second.run(10_000)
   t.equal(second.app.watchdogs.get('test')!.view().state, 'exhausted')
   t.equal(second.lifecycle.length, 0, 'libvirt saw no revert from the new service')
   assertError(t, await call(second.app, { method: 'POST', url: '/api/v1/vm/restart' }), 409, 'CONFLICT', /exhausted/)
@@ -64,7 +64,7 @@ t.test('"exhausted" survives a restart, and the new service leaves the VM alone'
   t.equal((await call(second.app, { method: 'POST', url: '/api/v1/watchdog/reset' })).status, 200)
   t.equal((await call(second.app, '/api/v1/heartbeat')).body.details.state, 'healthy')
   await second.app.close()
-  const third = await apiApp(t, { config: { ...config, heartbeat_timeout: 600 } })
+  const third = await build(t, { config: { ...config, heartbeat_timeout: 600 } })
   const after = (await call(third.app, '/api/v1/status')).body.watchdog
   t.equal(after.exhausted, null, 'the reset was saved')
   t.equal(after.state, 'starting')

@@ -66,7 +66,7 @@ t.test('environment overrides: KVW_ wins over VMCTL_, values are typed', async (
   t.equal(config.vm_name, 'evc-vm')
   t.equal(config.heartbeat_timeout, 2.5)
   t.equal(config.libvirt_uri, 'qemu:///system', 'LIBVIRT_DEFAULT_URI as virsh would use it')
-  t.match(problems(() => parseConfig({}, { KVW_API_PORT: 'eighty' })), [/KVW_API_PORT \(environment\): "eighty" is not valid/])
+  t.match(problems(() => parseConfig({}, { KVW_API_PORT: 'eighty' })), [/KVW_API_PORT \(environment\): "eighty": not a decimal number/])
 })
 
 t.test('bad files: each problem names the key path', async (t) => {

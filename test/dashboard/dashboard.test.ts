@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import type { FastifyInstance } from 'fastify'
 import { debianTool } from '../helpers/debian-tool.ts'
-import { TOKEN, testApp } from '../security/helpers.ts'
+import { build, TOKEN } from '../helpers/app.ts'
 
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url))
 const browserTool = debianTool('chromium', 'chromium')
@@ -39,7 +39,7 @@ async function shownAge (page: Page): Promise<number | null> {
 }
 
 t.test('live state, heartbeat age and a revert from the button', { skip }, async (t) => {
-  const app = await testApp(t)
+  const { app } = await build(t, { time: 'real', config: { startup_grace: 3600 } })
   const url = await serve(app)
   const browser = await launch()
   t.teardown(() => browser.close())
@@ -99,7 +99,7 @@ t.test('live state, heartbeat age and a revert from the button', { skip }, async
 })
 
 t.test('actions ask for the admin token once and keep it for the tab', { skip }, async (t) => {
-  const app = await testApp(t, { config: { security: { admin_token: TOKEN } } })
+  const { app } = await build(t, { time: 'real', config: { startup_grace: 3600, security: { admin_token: TOKEN } } })
   const url = await serve(app)
   const browser = await launch()
   t.teardown(() => browser.close())

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
 import { debianTool } from '../helpers/debian-tool.ts'
-import { testApp } from '../security/helpers.ts'
+import { build } from '../helpers/app.ts'
 
 const DIR = fileURLToPath(new URL('../../deploy/prometheus/', import.meta.url))
 const promtool = debianTool('promtool', 'prometheus')
@@ -45,7 +45,7 @@ t.test('promtool: config, rules and the rules\' unit tests', { skip: 'skip' in p
 })
 
 t.test('alerts and dashboard only use metrics the app exports', async (t) => {
-  const app = await testApp(t)
+  const { app } = await build(t, { time: 'real', config: { startup_grace: 3600 } })
   const text = (await app.inject({ url: '/metrics' })).body
   const exported = new Set<string>(['up'])
   for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
@@ -85,7 +85,7 @@ interface QueryResult { status: string, data: { result: Array<{ metric: Record<s
 
 t.test('a real Prometheus scrapes the app and evaluates the rules', { skip: 'skip' in prometheus ? prometheus.skip : false }, async (t) => {
   if ('skip' in prometheus) return
-  const app = await testApp(t)
+  const { app } = await build(t, { time: 'real', config: { startup_grace: 3600 } })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const appPort = (app.server.address() as AddressInfo).port
   const dir = mkdtempSync(join(tmpdir(), 'kvw-prometheus-'))

@@ -78,7 +78,7 @@ export function scratch (t: Test, options: ScratchOptions = {}): Scratch {
       kvm: join(dir, 'kvm'),
       groupFile: join(dir, 'group'),
       libvirtNetworks: join(dir, 'networks'),
-      pid1Comm: join(dir, 'pid1'),
+      systemdRunDir: join(dir, 'no-systemd-run-dir'),
       ...options.host?.paths
     }
   }

@@ -6,7 +6,9 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { heartbeatsCheck, revertsCheck, watchdogStateCheck } from '../../src/doctor/checks/watchdog.ts'
 import { emptyCounters, type PersistedWatchdogState } from '../../src/heartbeat/persisted.ts'
-import { Watchdog } from '../../src/heartbeat/watchdog.ts'
+import { realTimers } from '../../src/ports/index.ts'
+import type { Watchdog } from '../../src/heartbeat/watchdog.ts'
+import { newWatchdog } from '../helpers/watchdog.ts'
 import { AuditLog, StateFile, vmStatePath } from '../../src/store/index.ts'
 import { scratch, type Scratch } from './helpers.ts'
 
@@ -17,11 +19,12 @@ async function watchdogFor (t: Test, s: Scratch, clock: { now (): number }): Pro
   const vm = s.loaded.vms[0]!
   const audit = new AuditLog({ dir: s.loaded.config.data_dir })
   await s.hypervisor.connect()
-  const watchdog = new Watchdog({
+  const watchdog = newWatchdog({
     vm,
     hypervisor: s.hypervisor,
     log: silent,
     clock,
+    timers: realTimers,
     persistence: new StateFile(vmStatePath(s.loaded.config.data_dir, vm.name)),
     audit: { append: (entry) => audit.append({ ...entry, vm: vm.name }) }
   })

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import {
   agentCommand, buildGuest, canRunE2E, createControlServer, createHeartbeatRecorder, defineAndBoot,
   revertToSnapshot, screenshot, setupHost, sleep, takeReadySnapshot, teardown
-} from './harness.ts'
+} from '../../harness/guest.ts'
 
 const can = canRunE2E()
 if (!can.ok) {
@@ -45,7 +45,7 @@ async function guestBoot (t: Test): Promise<void> {
   t.equal(first.seq, 1, 'the first heartbeat after boot has seq=1')
   t.equal(first.status, 'ok')
   t.equal(first.vm, name, 'the heartbeat names the VM (&vm=)')
-  await service.waitForHeartbeat(15_000, 0, (h) => h.seq >= 3)
+  await service.waitForHeartbeat(60_000, 0, (h) => h.seq >= 3)
   const seqs = service.heartbeats.map((h) => h.seq)
   t.ok(seqs.every((s, i) => i === 0 || s === (seqs[i - 1] ?? 0) + 1), `seq goes up by one per beat: ${seqs.join(',')}`)
   t.equal(control.boots.length, 1, 'the guest reported one boot to the control server')
@@ -57,15 +57,17 @@ async function guestBoot (t: Test): Promise<void> {
   t0 = performance.now()
   await takeReadySnapshot(name)
   t.comment(`snapshot-create (running guest, with memory): ${ms(t0)} ms`)
-  const seqAfterSnapshot = (await service.waitForHeartbeat(10_000, performance.now())).seq
+  const seqAfterSnapshot = (await service.waitForHeartbeat(60_000, performance.now())).seq
   // Let the sequence run well past the snapshot's value, so "back near it" means something.
-  await service.waitForHeartbeat(15_000, 0, (h) => h.seq >= seqAfterSnapshot + 4)
+  await service.waitForHeartbeat(60_000, 0, (h) => h.seq >= seqAfterSnapshot + 4)
 
   // hang: the heartbeat loop stops (and stays stopped).
   const hangSent = performance.now()
   control.setCommand('hang')
-  const hangAck = await control.waitForAck('hang', 15_000, hangSent)
-  await sleep(1500) // a beat already in flight when the loop was stopped may still land
+  const hangAck = await control.waitForAck('hang', 60_000, hangSent)
+  // A beat already in flight when the loop was stopped may still land: heartbeat.sh's request
+  // timeout bounds it (busybox wget under `timeout`), on a busy machine too.
+  await sleep(6000)
   const countWhileHung = service.heartbeats.length
   const maxSeqBeforeRevert = Math.max(...service.heartbeats.map((h) => h.seq))
   await sleep(4000)
@@ -79,14 +81,14 @@ async function guestBoot (t: Test): Promise<void> {
   t.comment(`snapshot-revert call: ${revertCall} ms; revert to first heartbeat: ${ms(revertStart, afterRevert.at)} ms`)
   t.ok(afterRevert.seq >= seqBeforeSnapshot && afterRevert.seq <= seqAfterSnapshot + 1,
     `seq after revert (${afterRevert.seq}) is back at the snapshot's (${seqBeforeSnapshot}..${seqAfterSnapshot}), below the ${maxSeqBeforeRevert} reached before`)
-  const later = await service.waitForHeartbeat(10_000, afterRevert.at, (h) => h.seq === afterRevert.seq + 2)
+  const later = await service.waitForHeartbeat(60_000, afterRevert.at, (h) => h.seq === afterRevert.seq + 2)
   t.ok(later, 'heartbeats go on after the revert (the consumed hang command does not come back)')
   t.equal(control.boots.length, 1, 'a revert is not a reboot: no new boot reported')
 
   // A guest-side revert request, with its reason.
   const revertCmdSent = performance.now()
   control.setCommand('revert:test_reason')
-  const request = await service.waitForRevertRequest(15_000, revertCmdSent)
+  const request = await service.waitForRevertRequest(60_000, revertCmdSent)
   t.equal(request.reason, 'test_reason', 'the guest asked for a revert with reason=test_reason')
   t.comment(`control command to revert request: ${ms(revertCmdSent, request.at)} ms`)
 
@@ -97,7 +99,7 @@ async function guestBoot (t: Test): Promise<void> {
   t.ok(shotA.length > 0 && !shotA.equals(shotB), 'the screen changes while the guest runs')
   const freezeSent = performance.now()
   control.setCommand('freeze-screen')
-  await control.waitForAck('freeze-screen', 15_000, freezeSent)
+  await control.waitForAck('freeze-screen', 60_000, freezeSent)
   await sleep(500)
   const shotC = await screenshot(name)
   await sleep(2000)

@@ -5,8 +5,8 @@
 import t, { type Test } from 'tap'
 import { openHypervisor } from '../../src/libvirt/index.ts'
 import { LibvirtError } from '../../src/libvirt/errors.ts'
-import { canRunE2E, sleep, virsh } from './harness.ts'
-import { revertCycle, ServiceRig, startService } from './service-harness.ts'
+import { canRunE2E, sleep, virsh } from '../../harness/guest.ts'
+import { E2E_HEARTBEAT_TIMEOUT_S, revertCycle, ServiceRig, startService } from '../../harness/service.ts'
 
 const can = canRunE2E()
 if (!can.ok) {
@@ -25,21 +25,21 @@ async function serviceRestart (t: Test): Promise<void> {
   const snap = await rig.takeSnapshot()
 
   await t.test('the service killed with SIGKILL and started again: no revert, the guest goes on', async (t) => {
-    await b.waitForBeat(15_000, Date.now())
+    await b.waitForBeat(60_000, Date.now())
     const seqBeforeKill = b.maxSeq()
     await rig.service!.kill()
-    // Longer than heartbeat_timeout (4 s): the restarted service must not count the gap against the guest.
-    await sleep(5000)
+    // Longer than heartbeat_timeout: the restarted service must not count the gap against the guest.
+    await sleep(E2E_HEARTBEAT_TIMEOUT_S * 1000 + 1000)
     const restarted = rig.service = await startService(rig.config!)
     const restartedAt = restarted.spawnedAt
-    const firstAfter = await b.waitForBeat(15_000, restartedAt)
+    const firstAfter = await b.waitForBeat(60_000, restartedAt)
     t.ok((firstAfter.seq ?? -1) > seqBeforeKill, `the guest's seq went on (${seqBeforeKill} before the kill, ${firstAfter.seq} after the restart)`)
-    // Past startup_grace (6 s) and heartbeat_timeout (4 s) after the restart.
-    await sleep(9000)
+    // Past heartbeat_timeout after the restart (the first heartbeat ended the startup grace).
+    await sleep(E2E_HEARTBEAT_TIMEOUT_S * 1000 + 2000)
     const reverts = (await restarted.events('revert_started')).filter((e) => Date.parse(e.ts) >= restartedAt - 1000)
     t.same(reverts, [], 'no revert after the restart')
     const seqs = b.beats.filter((beat) => beat.at >= restartedAt).map((beat) => beat.seq ?? -1)
-    t.ok(seqs.length >= 8 && seqs.every((s, i) => i === 0 || s > seqs[i - 1]!), `the seq only goes up after the restart: ${seqs.join(',')}`)
+    t.ok(seqs.length >= 2 && seqs.every((s, i) => i === 0 || s > seqs[i - 1]!), `the seq only goes up after the restart: ${seqs.join(',')}`)
     const status = await restarted.get('/api/v1/status')
     t.equal(status.watchdog.state, 'healthy', 'the restarted watchdog is healthy')
     t.equal(status.libvirt.connected, true, 'and connected to libvirt')
@@ -62,12 +62,12 @@ async function serviceRestart (t: Test): Promise<void> {
 
   await t.test('POST /api/v1/snapshot/create makes ready~TIMESTAMP; the next revert goes to it', async (t) => {
     const svc = rig.service!
-    await b.waitForBeat(15_000, 0, (beat) => (beat.seq ?? 0) >= snap.after + 6)
+    await b.waitForBeat(60_000, 0, (beat) => (beat.seq ?? 0) >= snap.after + 6)
     const seqBefore = b.maxSeq()
     const created = await svc.request('POST', '/api/v1/snapshot/create')
     t.equal(created.status, 201, `the API created the snapshot: ${JSON.stringify(created.body)}`)
     t.equal(created.body.details.previous_kept_as, 'ready', 'the old ready is kept as a revision')
-    const seqAfter = (await b.waitForBeat(10_000, Date.now())).seq ?? -1
+    const seqAfter = (await b.waitForBeat(60_000, Date.now())).seq ?? -1
     const status = await svc.get('/api/v1/status')
     const target: string = status.snapshot_target
     t.match(target, /^ready~\d{8}T\d{6}\.\d{3}Z$/, `the active version is a revision: ${target}`)
@@ -76,7 +76,7 @@ async function serviceRestart (t: Test): Promise<void> {
     t.same([...names].sort(), ['ready', target].sort(), 'libvirt lists both versions')
     t.ok(seqBefore > snap.after + 4, `the new snapshot's seq (${seqBefore}..${seqAfter}) is well past the old one's (${snap.before}..${snap.after})`)
 
-    await b.waitForBeat(15_000, 0, (beat) => (beat.seq ?? 0) >= seqAfter + 4)
+    await b.waitForBeat(60_000, 0, (beat) => (beat.seq ?? 0) >= seqAfter + 4)
     const sent = Date.now()
     control.setCommand('hang')
     const cycle = await revertCycle(svc, b, sent, (e) => e.reason === 'heartbeat_timeout')

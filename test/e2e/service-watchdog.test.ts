@@ -3,8 +3,8 @@
 // in a revert to `ready`, after which heartbeats come back with the guest's sequence number back
 // at its value when the snapshot was taken.
 import t, { type Test } from 'tap'
-import { canRunE2E, domainState, virsh } from './harness.ts'
-import { revertCycle, ServiceRig, waitForAudit, type AuditEntryView } from './service-harness.ts'
+import { canRunE2E, domainState, virsh } from '../../harness/guest.ts'
+import { E2E_HEARTBEAT_TIMEOUT_S, revertCycle, ServiceRig, waitForAudit, type AuditEntryView } from '../../harness/service.ts'
 
 const can = canRunE2E()
 if (!can.ok) {
@@ -30,14 +30,16 @@ async function serviceWatchdog (t: Test): Promise<void> {
   t.equal(status0.watchdog.state, 'healthy', 'the watchdog is healthy before the scenarios')
 
   await t.test('hang: no heartbeat for heartbeat_timeout, revert, heartbeats come back from the snapshot', async (t) => {
-    await b.waitForBeat(15_000, 0, (beat) => (beat.seq ?? 0) >= snap.after + 4)
+    await b.waitForBeat(60_000, 0, (beat) => (beat.seq ?? 0) >= snap.after + 4)
     const sent = Date.now()
     control.setCommand('hang')
     const cycle = await revertCycle(svc, b, sent, (e) => e.reason === 'heartbeat_timeout')
     const startedAt = Date.parse(cycle.started.ts)
-    const lastBeatBefore = b.beats.filter((beat) => beat.at < startedAt).at(-1)!
     t.equal(cycle.started.source, 'auto', 'an automatic revert')
-    t.ok(startedAt - lastBeatBefore.at >= 3500, `the revert came after the 4 s timeout (${startedAt - lastBeatBefore.at} ms after the last beat seen)`)
+    // When it fired is the unit tests' business (fake clock); here: the service decided it at a
+    // deadline, and the guest had beaten up to the hang (the last seq seen is past the snapshot's).
+    const decided = svc.logs.find((l) => l.msg === 'revert: heartbeat_timeout' && typeof l.dueAt === 'number' && l.receivedAt >= sent)
+    t.ok(decided !== undefined && (decided.dueAt as number) <= startedAt, 'the service logged the revert with the deadline it acted on')
     t.ok(rig.isSnapshotSeq(cycle.firstBeat.seq),
       `first seq after the revert (${cycle.firstBeat.seq}) is the snapshot's (${snap.before}..${snap.after}), not the ${b.maxSeq(startedAt)} reached before`)
     t.equal(cycle.status.watchdog.last_revert.reason, 'heartbeat_timeout', 'status last_revert names the reason')
@@ -47,13 +49,17 @@ async function serviceWatchdog (t: Test): Promise<void> {
   })
 
   await t.test('crash: virsh destroy, the service sees the VM stopped and reverts (vm_not_running)', async (t) => {
-    await b.waitForBeat(15_000, Date.now())
+    await b.waitForBeat(60_000, Date.now())
     const destroyAt = Date.now()
     await virsh(['destroy', rig.name])
     const cycle = await revertCycle(svc, b, destroyAt, (e) => e.reason === 'vm_not_running')
     const startedAt = Date.parse(cycle.started.ts)
     t.equal(cycle.started.source, 'auto', 'an automatic revert')
-    t.ok(startedAt - destroyAt < 3000, `the revert started ${startedAt - destroyAt} ms after the destroy call (a lifecycle event, not the 5 s poll or the 4 s timeout)`)
+    // Not the heartbeat timeout (the reason says so) and not the safety-net poll: libvirt's
+    // lifecycle event for the destroy reached the service.
+    const event = svc.logs.find((l) => l.msg === 'libvirt lifecycle event' && l.type === 'stopped' && l.detail === 'destroyed' && l.receivedAt >= destroyAt)
+    t.ok(event !== undefined, 'the service got libvirt\'s lifecycle event stopped/destroyed')
+    t.comment(`destroy call to revert start: ${startedAt - destroyAt} ms (heartbeat_timeout ${E2E_HEARTBEAT_TIMEOUT_S} s)`)
     t.ok(rig.isSnapshotSeq(cycle.firstBeat.seq), `first seq after the revert (${cycle.firstBeat.seq}) is the snapshot's`)
     t.equal(await domainState(rig.name), 'running', 'the VM runs again')
     const reverts = await svc.events('revert_started')
@@ -61,10 +67,10 @@ async function serviceWatchdog (t: Test): Promise<void> {
   })
 
   await t.test('guest request: revert:exhibit_test asks the service, which reverts; the reason is in the audit trail', async (t) => {
-    await b.waitForBeat(15_000, Date.now())
+    await b.waitForBeat(60_000, Date.now())
     const sent = Date.now()
     control.setCommand('revert:exhibit_test')
-    const request = await waitForAudit(svc, 'revert_request', 30_000, sent, (e) => e.reason === 'exhibit_test')
+    const request = await waitForAudit(svc, 'revert_request', 60_000, sent, (e) => e.reason === 'exhibit_test')
     t.equal(request.outcome, 'started', 'the request was granted')
     t.equal(request.source, 'guest', 'the request came from the guest')
     const cycle = await revertCycle(svc, b, sent, (e) => e.reason === 'exhibit_test')

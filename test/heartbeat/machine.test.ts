@@ -13,6 +13,10 @@ const S = 1000
 
 const SETTINGS: MachineSettings = {
   heartbeat_timeout: 10,
+  heartbeat_detector: 'fixed',
+  phi_threshold: 8,
+  adaptive_min_timeout: 3,
+  adaptive_learning: 60,
   startup_grace: 30,
   post_revert_grace: 20,
   auto_revert_enabled: true,
@@ -677,7 +681,10 @@ t.test('random event sequences keep the invariants', async (t) => {
       revert_window: pick([10, 120, 3600]),
       revert_retry_initial: pick([0.1, 1, 5]),
       revert_retry_max: pick([1, 10, 300]),
-      guest_revert_min_interval: pick([0, 5, 60])
+      guest_revert_min_interval: pick([0, 5, 60]),
+      heartbeat_detector: pick(['fixed', 'adaptive'] as const),
+      adaptive_min_timeout: pick([1, 3]),
+      phi_threshold: pick([1, 8])
     }
     let state = initialState(null, T0, settings)
     let now = T0
@@ -702,6 +709,10 @@ t.test('random event sequences keep the invariants', async (t) => {
       if (d !== null && d <= now) problems.push(`${seed}: deadline ${d - now} ms in the past after ${event.type}`)
       if (r.state.revert !== null && r.state.phase !== 'reverting') problems.push(`${seed}: revert job outside phase reverting`)
       if (r.state.phase === 'grace' && r.state.grace === null) problems.push(`${seed}: grace phase without grace`)
+      const last = r.state.lastHeartbeatAt
+      if (last !== null && r.state.timeoutAt !== null && (r.state.timeoutAt - last > settings.heartbeat_timeout * S || r.state.timeoutAt - last < Math.min(settings.adaptive_min_timeout, settings.heartbeat_timeout) * S)) {
+        problems.push(`${seed}: revert deadline ${r.state.timeoutAt - last} ms after the last heartbeat`)
+      }
       parsePersistedState(JSON.parse(JSON.stringify(toPersisted(r.state))))
       state = r.state
       checked++

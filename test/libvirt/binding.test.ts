@@ -118,7 +118,8 @@ t.test('lifecycle events arrive as typed JS events', async (t) => {
   await h.createSnapshot('test', snapshotXml('ready'))
   await h.destroy('test')
   await h.revertToSnapshot('test', 'ready')
-  const deadline = Date.now() + 2000
+  // The bound is a hang detector only: the loop ends as soon as both events are in.
+  const deadline = Date.now() + 60_000
   while (seen.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
   t.match(seen, [
     { domain: 'test', type: 'stopped', detailName: 'destroyed' },
@@ -161,6 +162,9 @@ t.test('a daemon that is not there: typed error from virConnectOpen', async (t) 
   t.equal(h.connected, false)
 })
 
+/** A child that has not exited after this is stuck, not slow (it needs ~2 s idle; tsx startup included). */
+const CHILD_HANG_MS = 60_000
+
 t.test('in a child process: no libvirt output on stderr, and the process exits after close()', async (t) => {
   const script = `
     import { openHypervisor } from ${JSON.stringify(fileURLToPath(new URL('../../src/libvirt/index.ts', import.meta.url)))}
@@ -172,11 +176,13 @@ t.test('in a child process: no libvirt output on stderr, and the process exits a
     console.log('closed')
   `
   const started = Date.now()
-  const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 })
+  // The timeout only detects a hang (a process kept alive by a libvirt thread): it kills with SIGTERM.
+  const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: CHILD_HANG_MS })
+  t.equal(child.signal, null, 'exited on its own (no event-loop thread left behind), not killed by the hang detector')
   t.equal(child.status, 0, child.stderr)
   t.equal(child.stdout.trim(), 'closed')
   t.equal(child.stderr, '', 'libvirt printed nothing')
-  t.ok(Date.now() - started < 15_000, 'exited on its own (no event-loop thread left behind)')
+  t.comment(`child ran ${Date.now() - started} ms`)
 })
 
 t.test('process.exit right after close() does not hang (as close-with-grace does on SIGTERM)', async (t) => {
@@ -193,8 +199,8 @@ t.test('process.exit right after close() does not hang (as close-with-grace does
     process.exit(0)
   `
   const started = Date.now()
-  const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 })
-  t.equal(child.signal, null, 'not killed by the timeout')
+  const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: CHILD_HANG_MS })
+  t.equal(child.signal, null, 'process.exit returned: not killed by the hang detector')
   t.equal(child.status, 0, child.stderr)
-  t.ok(Date.now() - started < 10_000)
+  t.comment(`child ran ${Date.now() - started} ms (1500 ms of it its own wait)`)
 })

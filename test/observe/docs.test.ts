@@ -1,6 +1,6 @@
 // /docs and /docs/json: the OpenAPI document generated from the routes' zod schemas.
 import t from 'tap'
-import { testApp } from '../security/helpers.ts'
+import { build } from '../helpers/app.ts'
 
 interface Operation { summary?: string, responses?: Record<string, unknown>, security?: unknown[], 'x-access'?: string, parameters?: Array<{ name: string, in: string }> }
 interface OpenApiDoc {
@@ -13,7 +13,7 @@ interface OpenApiDoc {
 const METHODS = new Set(['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'])
 
 t.test('the OpenAPI 3 document lists the API, with access and security', async (t) => {
-  const app = await testApp(t)
+  const { app } = await build(t)
   const res = await app.inject({ url: '/docs/json', remoteAddress: '192.168.1.50' })
   t.equal(res.statusCode, 200, 'read access from anywhere')
   const doc = res.json() as OpenApiDoc
@@ -45,7 +45,7 @@ t.test('the OpenAPI 3 document lists the API, with access and security', async (
 })
 
 t.test('Swagger UI at /docs', async (t) => {
-  const app = await testApp(t)
+  const { app } = await build(t)
   const ui = await app.inject({ url: '/docs/', remoteAddress: '192.168.1.50' })
   t.equal(ui.statusCode, 200)
   t.match(ui.body, /swagger-ui/i)
@@ -53,7 +53,7 @@ t.test('Swagger UI at /docs', async (t) => {
 })
 
 t.test('GET /: browsers go to the dashboard, other clients get a pointer', async (t) => {
-  const app = await testApp(t)
+  const { app } = await build(t)
   const browser = await app.inject({ url: '/', headers: { accept: 'text/html,application/xhtml+xml' }, remoteAddress: '192.168.1.50' })
   t.equal(browser.statusCode, 302)
   t.equal(browser.headers.location, '/ui/')

@@ -1,7 +1,7 @@
 // GET /metrics on the real app (libvirt's test driver, real watchdogs): each kvw_ series, values
 // computed at scrape time with the app's clock, reverts counted from the watchdog's events.
 import t from 'tap'
-import { TOKEN, testApp } from '../security/helpers.ts'
+import { build, TOKEN } from '../helpers/app.ts'
 import type { RevertEvent } from '../../src/plugins/observe.ts'
 
 /** Samples of the text exposition format: "name{a="1",b="2"}" -> value. */
@@ -17,7 +17,7 @@ function parse (text: string): Map<string, number> {
 
 t.test('every kvw_ series, from the watchdog and libvirt', async (t) => {
   let now = Date.parse('2026-11-23T12:00:00Z')
-  const app = await testApp(t, { clock: { now: () => now } })
+  const { app } = await build(t, { clock: { now: () => now } })
   const res = await app.inject({ url: '/metrics', remoteAddress: '192.168.1.50' })
   t.equal(res.statusCode, 200, 'read access: any address')
   t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/)
@@ -56,7 +56,7 @@ t.test('every kvw_ series, from the watchdog and libvirt', async (t) => {
 })
 
 t.test('a revert is counted by reason and outcome, with its duration', async (t) => {
-  const app = await testApp(t)
+  const { app } = await build(t)
   const w = app.watchdogs.get('test')!
   const finished = new Promise<RevertEvent>((resolve) => {
     w.on('revert', (e) => { if (e.phase === 'finish') resolve(e) })
@@ -72,7 +72,7 @@ t.test('a revert is counted by reason and outcome, with its duration', async (t)
 })
 
 t.test('guest-chosen reasons cannot grow the label set without bound', async (t) => {
-  const app = await testApp(t)
+  const { app } = await build(t)
   const w = app.watchdogs.get('test')!
   for (let i = 0; i < 25; i++) w.emit('revert', { vm: 'test', phase: 'finish', reason: `reason_${i}`, source: 'guest', escalate: false, attempt: 1, deadlineLagMs: null, outcome: 'succeeded', durationMs: 1000 })
   const m = parse((await app.inject({ url: '/metrics' })).body)
@@ -82,7 +82,7 @@ t.test('guest-chosen reasons cannot grow the label set without bound', async (t)
 })
 
 t.test('libvirt gone: connected 0, VM state unknown', async (t) => {
-  const app = await testApp(t)
+  const { app } = await build(t)
   await app.hypervisor.close()
   const m = parse((await app.inject({ url: '/metrics' })).body)
   t.equal(m.get('kvw_libvirt_connected'), 0)
@@ -91,14 +91,14 @@ t.test('libvirt gone: connected 0, VM state unknown', async (t) => {
 })
 
 t.test('read_requires_token protects /metrics too', async (t) => {
-  const app = await testApp(t, { config: { security: { admin_token: TOKEN, read_requires_token: true } } })
+  const { app } = await build(t, { config: { security: { admin_token: TOKEN, read_requires_token: true } } })
   t.equal((await app.inject({ url: '/metrics' })).statusCode, 401)
   t.equal((await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } })).statusCode, 200)
 })
 
 t.test('two apps in one process keep separate registries', async (t) => {
-  const a = await testApp(t)
-  const b = await testApp(t)
+  const { app: a } = await build(t)
+  const { app: b } = await build(t)
   a.watchdogs.get('test')!.heartbeat({ seq: 1 })
   t.equal(parse((await a.inject({ url: '/metrics' })).body).get('kvw_heartbeats_total{vm="test"}'), 1)
   t.equal(parse((await b.inject({ url: '/metrics' })).body).get('kvw_heartbeats_total{vm="test"}'), 0)

@@ -1,7 +1,10 @@
 // The schedule:, screen: and timezone keys through the real config loader: defaults, per-VM
 // values, and errors that name the key path.
 import t from 'tap'
-import { ConfigError, parseConfig } from '../../src/config/load.ts'
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { ConfigError, EXIT_CONFIG, parseConfig } from '../../src/config/load.ts'
 import { systemTimeZone } from '../../src/schedule/zone.ts'
 
 function problems (raw: unknown): string[] {
@@ -44,7 +47,22 @@ t.test('errors name the key path and say what to write', async (t) => {
   t.match(problems({ schedule: { closed_dates: ['2026-12-26..2026-12-24'] } }), [/last day is before the first/])
   t.match(problems({ schedule: { preventive_revert: '6:30' } }), [/^schedule\.preventive_revert: "6:30" is not a time of day/])
   t.match(problems({ vms: [{ name: 'b', schedule: { hours: { wed: 'noon' } } }] }), [/^vms\[0\]\.schedule\.hours\.wed:/])
+  t.match(problems({ schedule: { preventive_revert_cron: '0 3 * *' } }), [/^schedule\.preventive_revert_cron: "0 3 \* \*" is not a cron expression \(expected 5 or 6 fields but got 4\): write minute hour day-of-month month day-of-week/])
+  t.match(problems({ vms: [{ name: 'b', schedule: { preventive_revert_cron: '0 24 * * *' } }] }), [/^vms\[0\]\.schedule\.preventive_revert_cron: .*hour: 24 is a invalid expression for hour/])
+  t.match(problems({ schedule: { preventive_revert: '06:30', preventive_revert_cron: '0 3 * * *' } }), [/^schedule\.preventive_revert_cron: set preventive_revert \(HH:MM\) or preventive_revert_cron, not both/])
+  t.equal(parseConfig({ schedule: { preventive_revert_cron: '0 3 * * *' } }, {}).vms[0]!.schedule?.preventive_revert_cron, '0 3 * * *')
+  t.match(problems({ schedule: { preventive_revert_cron: '*/5 * * * *' } }), [/^schedule\.preventive_revert_cron: "\*\/5 \* \* \* \*" fires more than once an hour/], 'a revert every 5 minutes is refused')
+  t.match(problems({ schedule: { preventive_revert_cron: '0,30 9 * * *' } }), [/fires more than once an hour/])
+  t.equal(parseConfig({ schedule: { preventive_revert_cron: '0 * * * *' } }, {}).vms[0]!.schedule?.preventive_revert_cron, '0 * * * *', 'hourly is allowed')
   t.match(problems({ screen: { interval: 30, frozen_after: 40 } }), [/^screen\.frozen_after: frozen_after must be at least twice interval/])
   t.match(problems({ screen: { enable: true } }), [/^screen\.enable: unknown key/])
   t.match(problems({ screen: { interval: 0 } }), [/^screen\.interval:/])
+})
+
+t.test('a bad cron expression in a config file: check-config exits 78 naming the key path', async (t) => {
+  const dir = t.testdir({ 'bad.yaml': "vm_name: test\nschedule:\n  preventive_revert_cron: '0 3 * * 8'\n" })
+  const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
+  const check = spawnSync(process.execPath, ['--import', 'tsx', cli, 'check-config', '--config', join(dir, 'bad.yaml')], { encoding: 'utf8', timeout: 20_000 })
+  t.equal(check.status, EXIT_CONFIG)
+  t.match(check.stdout + check.stderr, /schedule\.preventive_revert_cron: "0 3 \* \* 8" is not a cron expression \(dayOfWeek:/)
 })

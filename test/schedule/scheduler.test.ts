@@ -6,7 +6,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { VM_DEFAULTS, type VmConfig } from '../../src/config/schema.ts'
-import { Watchdog } from '../../src/heartbeat/watchdog.ts'
+import { newWatchdog } from '../helpers/watchdog.ts'
 import { openHypervisor, snapshotXml } from '../../src/libvirt/index.ts'
 import { scheduleSchema } from '../../src/schedule/config.ts'
 import { MAX_WAIT_MS, PREVENTIVE_REVERT_REASON, Scheduler } from '../../src/schedule/scheduler.ts'
@@ -106,6 +106,41 @@ t.test('preventive revert: once a day', async (t) => {
   t.same(calls.slice(1), ['24', '25', '26'].map((d) => ({ what: `revert:${PREVENTIVE_REVERT_REASON}:schedule`, at: `2026-11-${d}T05:30:00.000Z` })))
 })
 
+t.test('preventive_revert_cron on the fake clock: at the cron times in the zone, over both DST nights', async (t) => {
+  const revert = `revert:${PREVENTIVE_REVERT_REASON}:schedule`
+  // Always open; 03:00 every day, and 02:30 (in the spring-forward gap, and repeated at fall back).
+  let r = recording(t, { preventive_revert_cron: '0 3 * * *' }, '2026-03-27T12:00:00Z')
+  r.scheduler.start()
+  t.match(r.scheduler.view(), { next_action: { kind: 'preventive_revert', at: '2026-03-28T02:00:00.000Z' } })
+  r.clock.advanceTo(new Date('2026-03-31T00:00:00Z'))
+  t.same(r.calls.slice(1), [
+    { what: revert, at: '2026-03-28T02:00:00.000Z' }, // 03:00 CET
+    { what: revert, at: '2026-03-29T01:00:00.000Z' }, // 03:00 CEST, right after the gap
+    { what: revert, at: '2026-03-30T01:00:00.000Z' }
+  ])
+  r = recording(t, { preventive_revert_cron: '30 2 * * *' }, '2026-03-27T12:00:00Z')
+  r.scheduler.start()
+  r.clock.advanceTo(new Date('2026-03-31T00:00:00Z'))
+  t.same(r.calls.slice(1).map((c) => c.at), ['2026-03-28T01:30:00.000Z', '2026-03-30T00:30:00.000Z'], 'none on 2026-03-29: 02:30 does not exist')
+  r = recording(t, { preventive_revert_cron: '30 2 * * *' }, '2026-10-24T12:00:00Z')
+  r.scheduler.start()
+  r.clock.advanceTo(new Date('2026-10-27T00:00:00Z'))
+  t.same(r.calls.slice(1).map((c) => c.at), ['2026-10-25T00:30:00.000Z', '2026-10-26T01:30:00.000Z'], 'once on 2026-10-25, at the first 02:30 (CEST)')
+
+  // With opening hours: only while open; the opening and the closing revert or stop anyway.
+  r = recording(t, { hours: weekdays, preventive_revert_cron: '0 */3 * * 1-5' }, '2026-11-23T06:00:00Z')
+  r.scheduler.start()
+  r.clock.advanceTo(new Date('2026-11-24T06:00:00Z'))
+  t.same(r.calls, [
+    { what: 'close', at: '2026-11-23T06:00:00.000Z' },
+    { what: 'open', at: '2026-11-23T08:00:00.000Z' },
+    { what: revert, at: '2026-11-23T11:00:00.000Z' },
+    { what: revert, at: '2026-11-23T14:00:00.000Z' },
+    { what: 'close', at: '2026-11-23T17:00:00.000Z' }
+  ])
+  t.equal(r.clock.pending, 1, 'one timer armed')
+})
+
 t.test('a clock that jumps: caught up within MAX_WAIT_MS; a preventive revert long overdue is skipped', async (t) => {
   let r = recording(t, { hours: weekdays }, '2026-11-23T06:00:00Z') // Monday 07:00 CET
   r.scheduler.start()
@@ -138,7 +173,7 @@ t.test('with the real Watchdog on libvirt\'s test driver: closing shuts down, op
   const vm: VmConfig = { ...VM_DEFAULTS, name: 'test', heartbeat_check_interval: 60 }
   const audit = new AuditLog({ dir })
   const silent = { debug () {}, info () {}, warn () {}, error () {} }
-  const watchdog = new Watchdog({ vm, hypervisor: h, log: silent, clock, persistence: new StateFile(join(dir, 'state.json')), audit, shutdownTimeoutMs: 60_000 })
+  const watchdog = newWatchdog({ vm, hypervisor: h, log: silent, clock, timers: clock, persistence: new StateFile(join(dir, 'state.json')), audit, shutdownTimeoutMs: 60_000 })
   await watchdog.start()
   t.teardown(() => watchdog.close())
   const scheduler = new Scheduler({ vm: 'test', schedule: scheduleSchema.parse({ hours: weekdays }), timezone: BERLIN, target: watchdog, clock, timers: clock })

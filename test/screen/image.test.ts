@@ -4,7 +4,7 @@ import t from 'tap'
 import { deflateSync } from 'node:zlib'
 import { openHypervisor } from '../../src/libvirt/index.ts'
 import { decodeImage, decodeScreenshot } from '../../src/screen/decode.ts'
-import { crc32, decodePng, encodePng } from '../../src/screen/png.ts'
+import { decodePng, encodePng } from '../../src/screen/png.ts'
 import { compareGrids, decodePpm, ImageError, thumbnail, toGrid, type RasterImage } from '../../src/screen/raster.ts'
 
 function pattern (width: number, height: number, channels: 1 | 3, seed = 0): RasterImage {
@@ -13,8 +13,25 @@ function pattern (width: number, height: number, channels: 1 | 3, seed = 0): Ras
   return { width, height, channels, data }
 }
 
-/** A PNG built by hand with every row filter and the given colour type, to test the decoder alone. */
-function handmadePng (width: number, height: number, colorType: number, channels: number, pixels: Uint8Array, bitDepth = 8, interlace = 0): Buffer {
+/** CRC-32 of PNG chunks (ISO 3309), to build PNGs independently of the library under test. */
+function crc32 (...parts: Uint8Array[]): number {
+  let c = 0xffffffff
+  for (const part of parts) {
+    for (const byte of part) {
+      c ^= byte
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
+    }
+  }
+  return (c ^ 0xffffffff) >>> 0
+}
+
+/**
+ * A PNG built by hand with every row filter and the given colour type, to test the decoder alone.
+ * `bytesPerPixel` is the filter unit (6 for 16-bit RGB). `raw`: the image data as it is, unfiltered
+ * by this function (for an interlaced image); `extra`: chunks before IDAT (PLTE).
+ */
+function handmadePng (width: number, height: number, colorType: number, bytesPerPixel: number, pixels: Uint8Array, bitDepth = 8, interlace = 0, raw?: Uint8Array, extra: Array<[string, Buffer]> = []): Buffer {
+  const channels = bytesPerPixel
   const stride = width * channels
   const rows: number[] = []
   for (let y = 0; y < height; y++) {
@@ -42,11 +59,12 @@ function handmadePng (width: number, height: number, colorType: number, channels
   const ihdr = Buffer.alloc(13)
   ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4)
   ihdr[8] = bitDepth; ihdr[9] = colorType; ihdr[12] = interlace
-  const idat = deflateSync(Buffer.from(rows))
+  const idat = deflateSync(raw ?? Buffer.from(rows))
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     chunk('IHDR', ihdr),
     chunk('tEXt', Buffer.from('Comment\0ignored')),
+    ...extra.map(([type, body]) => chunk(type, body)),
     chunk('IDAT', idat.subarray(0, 10)), chunk('IDAT', idat.subarray(10)), // split image data
     chunk('IEND', Buffer.alloc(0))
   ])
@@ -73,14 +91,27 @@ t.test('PNG decoder: every filter type, alpha channels, what it refuses', async 
     t.equal(image.channels, channels, `colour type ${colorType}`)
     t.ok(Buffer.from(image.data).equals(Buffer.from(pixels)), `colour type ${colorType}: filters 0-4 undone`)
   }
-  const px = new Uint8Array(4 * 4 * 3)
-  t.throws(() => decodePng(handmadePng(4, 4, 2, 3, px, 16)), { name: 'ImageError', message: /colour type 2 at 16 bits is not supported/ })
-  t.throws(() => decodePng(handmadePng(4, 4, 3, 1, px.subarray(0, 16))), { message: /colour type 3/ }, 'palette')
-  t.throws(() => decodePng(handmadePng(4, 4, 2, 3, px, 8, 1)), { message: /interlaced/ })
+  // Kinds the hand-written decoder used to refuse, which pngjs reads.
+  const rgb16 = new Uint8Array(4 * 4 * 6).map((_, i) => i % 2 === 0 ? (i * 7) & 0xff : 0x80)
+  const deep = decodePng(handmadePng(4, 4, 2, 6, rgb16, 16))
+  t.same([deep.channels, deep.data.length], [3, 4 * 4 * 3], '16-bit RGB: read as 8-bit RGB')
+  t.same([...deep.data.subarray(0, 3)], [0, 14, 28], '16-bit samples scaled to 8 bits')
+  const palette = Buffer.from([255, 0, 0, 0, 0, 255]) // 0 = red, 1 = blue
+  const indexed = decodePng(handmadePng(2, 2, 3, 1, new Uint8Array([0, 1, 1, 0]), 8, 0, undefined, [['PLTE', palette]]))
+  t.same([indexed.channels, ...indexed.data], [3, 255, 0, 0, 0, 0, 255, 0, 0, 255, 255, 0, 0], 'palette: expanded to RGB')
+  // Adam7 of a 2x2 image: pass 1 has (0,0), pass 6 (1,0), pass 7 the second row; filter 0 each.
+  const adam7 = new Uint8Array([0, 10, 0, 20, 0, 30, 40])
+  const interlaced = decodePng(handmadePng(2, 2, 0, 1, new Uint8Array(4), 8, 1, adam7))
+  t.same([interlaced.channels, ...interlaced.data], [1, 10, 20, 30, 40], 'interlaced gray')
+
   const good = encodePng(pattern(8, 8, 3))
-  const bad = Buffer.from(good); bad[40] = bad[40]! ^ 0xff
-  t.throws(() => decodePng(bad), { message: /bad checksum/ })
-  t.throws(() => decodePng(good.subarray(0, 30)), { message: /truncated/ })
+  const idatEnd = 33 + 8 + good.readUInt32BE(33) // IHDR ends at 33; IDAT's length, type, data
+  const bad = Buffer.from(good); bad[idatEnd + 1] = bad[idatEnd + 1]! ^ 0xff // its checksum only: the data are intact
+  t.throws(() => decodePng(bad), { name: 'ImageError', message: /^PNG does not decode \(corrupt or truncated file\)/ }, 'a bad checksum')
+  t.throws(() => decodePng(good.subarray(0, 30)), { name: 'ImageError', message: /^PNG does not decode \(corrupt or truncated file\)/ }, 'truncated')
+  const huge = Buffer.from(good); huge.writeUInt32BE(100_000, 16); huge.writeUInt32BE(100_000, 20)
+  t.throws(() => decodePng(huge), { name: 'ImageError', message: /PNG size 100000x100000 is out of range/ }, 'refused before decoding')
+  t.throws(() => decodePng(Buffer.from('not a png at all')), { message: /signature missing/ })
   t.throws(() => decodeImage(Buffer.from('GIF89a...')), ImageError)
 })
 

@@ -5,10 +5,10 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { VM_DEFAULTS, type VmConfig } from '../../src/config/schema.ts'
-import { Watchdog } from '../../src/heartbeat/watchdog.ts'
+import { newWatchdog } from '../helpers/watchdog.ts'
 import { openHypervisor, snapshotXml, type LifecycleEvent } from '../../src/libvirt/index.ts'
 import { screenSchema } from '../../src/screen/config.ts'
-import { screenChanged, screenSignature } from '../../src/screen/probe.ts'
+import { screenChanged, screenSignature } from '../helpers/screen-probe.ts'
 import { ScreenSampler } from '../../src/screen/sampler.ts'
 import { AuditLog, StateFile } from '../../src/store/index.ts'
 import { FakeClock } from '../helpers/fake-clock.ts'
@@ -23,10 +23,11 @@ t.test('a frozen test-driver screen: one revert by the real watchdog, reason scr
   t.teardown(h.onLifecycle((e) => events.push(e)))
 
   const clock = new FakeClock(Date.parse('2026-11-23T10:00:00Z'))
-  const vm: VmConfig = { ...VM_DEFAULTS, name: 'test', heartbeat_check_interval: 60, heartbeat_timeout: 600 }
+  // A grace longer than the 300 s the test waits in it: the only revert is the screen's.
+  const vm: VmConfig = { ...VM_DEFAULTS, name: 'test', heartbeat_check_interval: 60, heartbeat_timeout: 600, post_revert_grace: 600 }
   const audit = new AuditLog({ dir })
   const silent = { debug () {}, info () {}, warn () {}, error () {} }
-  const watchdog = new Watchdog({ vm, hypervisor: h, log: silent, clock, persistence: new StateFile(join(dir, 'state.json')), audit })
+  const watchdog = newWatchdog({ vm, hypervisor: h, log: silent, clock, timers: clock, persistence: new StateFile(join(dir, 'state.json')), audit })
   await watchdog.start()
   t.teardown(() => watchdog.close())
   const sampler = new ScreenSampler({ vm: 'test', config: screenSchema.parse({ enabled: true, interval: 10, frozen_after: 60 }), source: h, target: watchdog, clock, timers: clock })

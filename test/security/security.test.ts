@@ -11,8 +11,9 @@ import { pino } from 'pino'
 import { buildApp } from '../../src/app.ts'
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.ts'
 import { openHypervisor } from '../../src/libvirt/index.ts'
-import { bearerToken, networkList, tokenMatches } from '../../src/plugins/security.ts'
-import { TOKEN, testApp } from './helpers.ts'
+import { networkList } from '../../src/net/addresses.ts'
+import { bearerToken, tokenMatches } from '../../src/plugins/security.ts'
+import { build, TOKEN } from '../helpers/app.ts'
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
@@ -43,7 +44,7 @@ t.test('bearer parsing and constant-time comparison', async (t) => {
 })
 
 t.test('guest endpoints answer the guest networks only', async (t) => {
-  const app = await testApp(t, { probes: true, config: { security: { admin_token: TOKEN } } })
+  const { app } = await build(t, { probes: true, config: { security: { admin_token: TOKEN } } })
   for (const remoteAddress of ['127.0.0.1', '10.0.2.15', '::ffff:10.0.2.15', '192.168.122.12', '::1']) {
     const res = await app.inject({ url: '/probe/guest', remoteAddress })
     t.equal(res.statusCode, 200, `${remoteAddress} is a guest network`)
@@ -60,14 +61,14 @@ t.test('guest endpoints answer the guest networks only', async (t) => {
 })
 
 t.test('configured guest_networks replace the defaults', async (t) => {
-  const app = await testApp(t, { probes: true, config: { security: { guest_networks: ['172.16.5.0/24'] } } })
+  const { app } = await build(t, { probes: true, config: { security: { guest_networks: ['172.16.5.0/24'] } } })
   t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '172.16.5.9' })).statusCode, 200)
   t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '10.0.2.15' })).statusCode, 403)
   t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '127.0.0.1' })).statusCode, 403, 'loopback only when listed')
 })
 
 t.test('without a token, admin endpoints answer loopback only', async (t) => {
-  const app = await testApp(t, { probes: true })
+  const { app } = await build(t, { probes: true })
   t.equal((await app.inject({ url: '/probe/admin', remoteAddress: '127.0.0.1' })).statusCode, 200)
   t.equal((await app.inject({ url: '/probe/admin', remoteAddress: '::1' })).statusCode, 200)
   t.equal((await app.inject({ url: '/probe/admin', remoteAddress: '::ffff:127.0.0.1' })).statusCode, 200)
@@ -84,7 +85,7 @@ t.test('without a token, admin endpoints answer loopback only', async (t) => {
 })
 
 t.test('with a token, admin endpoints need it, from everywhere', async (t) => {
-  const app = await testApp(t, { probes: true, config: { security: { admin_token: TOKEN } } })
+  const { app } = await build(t, { probes: true, config: { security: { admin_token: TOKEN } } })
   const missing = await app.inject({ method: 'POST', url: '/probe/admin' })
   t.equal(missing.statusCode, 401, 'loopback needs the token too once one is set')
   t.equal(missing.json().error.code, 'UNAUTHORIZED')
@@ -107,10 +108,10 @@ t.test('with a token, admin endpoints need it, from everywhere', async (t) => {
 })
 
 t.test('read_requires_token makes read endpoints admin-like', async (t) => {
-  const app = await testApp(t, { probes: true, config: { security: { admin_token: TOKEN, read_requires_token: true } } })
+  const { app } = await build(t, { probes: true, config: { security: { admin_token: TOKEN, read_requires_token: true } } })
   t.equal((await app.inject({ url: '/probe/read' })).statusCode, 401)
   t.equal((await app.inject({ url: '/probe/read', remoteAddress: '192.168.1.20', headers: bearer(TOKEN) })).statusCode, 200)
-  const noToken = await testApp(t, { probes: true, config: { security: { read_requires_token: true } } })
+  const { app: noToken } = await build(t, { probes: true, config: { security: { read_requires_token: true } } })
   t.equal((await noToken.inject({ url: '/probe/read' })).statusCode, 200, 'loopback, no token configured')
   t.equal((await noToken.inject({ url: '/probe/read', remoteAddress: '192.168.1.20' })).statusCode, 403)
 })
@@ -124,7 +125,7 @@ t.test('a route with an unknown access value stops the app from starting', async
 })
 
 t.test('rate limits: per address and access class, 429 with the registry body', async (t) => {
-  const app = await testApp(t, {
+  const { app } = await build(t, {
     probes: true,
     config: { security: { admin_token: TOKEN, rate_limit_guest: 5, rate_limit_admin: 2, rate_limit_read: 3 } }
   })
@@ -150,7 +151,7 @@ t.test('the token never reaches a log line or a response', async (t) => {
   const sink = new Writable({ write (chunk, _enc, cb) { lines.push(String(chunk)); cb() } })
   const logger = pino({ level: 'trace' }, sink)
   const wrongGuess = 'guessed-token-that-is-wrong-1234'
-  const app = await testApp(t, { probes: true, logger, config: { security: { admin_token: TOKEN, rate_limit_admin: 3 } } })
+  const { app } = await build(t, { probes: true, logger, config: { security: { admin_token: TOKEN, rate_limit_admin: 3 } } })
   const bodies: string[] = []
   for (const headers of [bearer(TOKEN), bearer(wrongGuess), bearer(wrongGuess), bearer(TOKEN), bearer(wrongGuess)]) {
     bodies.push((await app.inject({ method: 'POST', url: '/probe/admin', headers })).body)
@@ -202,7 +203,7 @@ t.test('bad security config names the key', async (t) => {
 })
 
 t.test('admin listener: admin endpoints there only, guest endpoints on the main listener only', async (t) => {
-  const app = await testApp(t, { probes: true, config: { api_host: '127.0.0.1', security: { admin_port: 0 } } })
+  const { app } = await build(t, { probes: true, config: { api_host: '127.0.0.1', security: { admin_port: 0 } } })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const main = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
   const admin = await app.listenAdmin({ host: '127.0.0.1', port: 0 })
@@ -224,6 +225,6 @@ t.test('admin listener: admin endpoints there only, guest endpoints on the main 
 })
 
 t.test('listenAdmin without admin_port configured is a clear error', async (t) => {
-  const app = await testApp(t, { probes: true })
+  const { app } = await build(t, { probes: true })
   await t.rejects(app.listenAdmin({ port: 0 }), /needs security\.admin_port/)
 })

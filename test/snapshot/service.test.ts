@@ -17,7 +17,7 @@ async function setup (t: Test, keepRevisions = 3) {
     info: (obj: object, msg: string) => { logs.push({ level: 'info', obj, msg }) },
     warn: (obj: object, msg: string) => { logs.push({ level: 'warn', obj, msg }) }
   }
-  const service = new SnapshotService({ hypervisor, log, keepRevisions, now: () => now })
+  const service = new SnapshotService({ hypervisor, log, keepRevisions, clock: { now: () => now } })
   return { hypervisor, service, logs, clock: { set (ms: number) { now = ms }, advance (ms: number) { now += ms } } }
 }
 

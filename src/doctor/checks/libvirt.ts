@@ -67,9 +67,15 @@ export const libvirtGroupsCheck: Check = {
     if (need.listed) {
       return { level: reachable ? 'ok' : 'warn', message: `user ${user.username} is listed in group ${wanted} but this process does not have it yet (added since login)${extra}`, fix: 'log in again or restart the service' }
     }
+    // Debian 12: /run/libvirt/libvirt-sock is 0666 and polkit decides (60-libvirt.rules admits
+    // members of group libvirt as /etc/group lists them); a group the process only got from
+    // SupplementaryGroups= or newgrp does not count there.
+    const onlyInProcess = wanted === 'libvirt' && need.effective
+      ? '; this process has the group (e.g. SupplementaryGroups=), but polkit only counts membership listed in /etc/group'
+      : ''
     return {
       level: reachable ? 'warn' : 'fail',
-      message: `user ${user.username} is not in group ${wanted}${reachable ? ' (libvirt answers anyway: polkit or an ACL allows it)' : `: ${uri} refuses it`}${extra}`,
+      message: `user ${user.username} is not in group ${wanted}${reachable ? ' (libvirt answers anyway: polkit or an ACL allows it)' : `: ${uri} refuses it`}${onlyInProcess}${extra}`,
       fix
     }
   }

@@ -1,18 +1,26 @@
 // systemd and systemd_viewer: the service unit installed, enabled and active; the viewer unit too
 // when it is installed. Read-only: `systemctl is-enabled` / `is-active`.
-import { readFile } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import type { Check, DoctorContext } from '../types.ts'
 import type { Finding } from './common.ts'
 
 export const SERVICE_UNIT = 'kiosk-vm-watchdog.service'
 export const VIEWER_UNIT = 'kiosk-viewer.service'
 
-async function systemdIsPid1 (ctx: DoctorContext): Promise<boolean> {
+/**
+ * sd_booted(3): /run/systemd/system exists. Not /proc/1/comm: the service runs with
+ * ProtectProc=invisible, which hides other users' processes, PID 1 included.
+ */
+async function systemdBooted (ctx: DoctorContext): Promise<boolean> {
   try {
-    return (await readFile(ctx.host.paths.pid1Comm, 'utf8')).trim() === 'systemd'
+    return (await stat(ctx.host.paths.systemdRunDir)).isDirectory()
   } catch {
     return false
   }
+}
+
+function notBooted (ctx: DoctorContext, unit: string): Finding {
+  return { level: 'warn', message: `this host was not booted with systemd (no ${ctx.host.paths.systemdRunDir}): cannot check ${unit}` }
 }
 
 interface UnitState { enabled: string, active: string, problem?: string }
@@ -35,13 +43,11 @@ async function unitState (ctx: DoctorContext, unit: string): Promise<UnitState> 
 const ENABLED = new Set(['enabled', 'enabled-runtime', 'static', 'alias', 'indirect', 'generated'])
 
 async function checkUnit (ctx: DoctorContext, unit: string): Promise<Finding> {
-  if (!await systemdIsPid1(ctx)) {
-    return { level: 'warn', message: `systemd is not running here (PID 1 is not systemd): cannot check ${unit}` }
-  }
+  if (!await systemdBooted(ctx)) return notBooted(ctx, unit)
   const s = await unitState(ctx, unit)
   if (s.problem) return { level: 'warn', message: `cannot ask systemd about ${unit}: ${s.problem}` }
   if (s.enabled === 'not-found') {
-    return { level: 'warn', message: `${unit} is not installed: nothing starts the watchdog at boot`, fix: 'sudo ./scripts/install.sh (docs/install.md)' }
+    return { level: 'warn', message: `${unit} is not installed: nothing starts the watchdog at boot`, fix: 'sudo apt-get install ./kiosk-vm-watchdog_*.deb, or from a checkout: sudo ./scripts/install.sh (docs/install.md)' }
   }
   const enabled = ENABLED.has(s.enabled)
   const active = s.active === 'active'
@@ -64,7 +70,7 @@ export const viewerCheck: Check = {
   async run (ctx) {
     // A user unit (/etc/systemd/user), started by the kiosk session's autostart: its running
     // state lives in that user's systemd, so only its installation is visible from here.
-    if (!await systemdIsPid1(ctx)) return { level: 'warn', message: `systemd is not running here (PID 1 is not systemd): cannot check ${VIEWER_UNIT}` }
+    if (!await systemdBooted(ctx)) return notBooted(ctx, VIEWER_UNIT)
     const r = await ctx.host.run('systemctl', ['--global', 'is-enabled', VIEWER_UNIT], 3000)
     if (r.error !== undefined) return { level: 'warn', message: `cannot ask systemd about ${VIEWER_UNIT}: systemctl: ${r.error}` }
     const word = r.stdout.trim().split('\n')[0] || (/not found|No such file/i.test(r.stderr) ? 'not-found' : 'unknown')

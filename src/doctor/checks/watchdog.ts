@@ -3,13 +3,12 @@
 // and read the persisted state and the audit trail in data_dir.
 import { readFile } from 'node:fs/promises'
 import { parsePersistedState, type PersistedWatchdogState } from '../../heartbeat/persisted.ts'
-import { networkList } from '../../plugins/security.ts'
+import { listenHostKind, networkList } from '../../net/addresses.ts'
 import { AuditLog, vmStatePath } from '../../store/index.ts'
 import { parseDomainXml, parseNetworkXml } from '../domain-xml.ts'
 import type { WatchdogView } from '../../heartbeat/watchdog.ts'
 import type { Check, DoctorContext } from '../types.ts'
 import { dataDirOf, domainXml, errorText, libvirtProblem, memo, noVm, notChecked, vmOf, type Finding } from './common.ts'
-import { apiHostKind } from './network.ts'
 import { join } from 'node:path'
 
 /** What the doctor needs to know about a VM's heartbeats, wherever it came from. */
@@ -37,7 +36,7 @@ export function factsFromView (view: WatchdogView): HeartbeatFacts {
 /** Asks the running service (loopback only) about a VM; null when it does not answer. */
 async function factsFromRunningService (ctx: DoctorContext, vm: string): Promise<HeartbeatFacts | null> {
   const { api_host: host, api_port: port } = ctx.loaded!.config
-  if (apiHostKind(host) === 'specific') return null
+  if (listenHostKind(host) === 'specific') return null
   return memo(ctx, `remote:${vm}`, async () => {
     const answer = await ctx.host.httpGetLoopback(port, `/api/v1/heartbeat/status?vm=${encodeURIComponent(vm)}`, 2000)
     if (answer === null || answer.status !== 200) return null

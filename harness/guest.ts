@@ -1,7 +1,8 @@
 // Real-VM e2e harness: a real libvirtd + QEMU (TCG) running a tiny busybox guest that sends
-// heartbeats with guest-scripts/linux/heartbeat.sh. The shell scripts beside this file do the
-// host work (setup-host.sh, daemons.sh, build-guest.sh); this module drives them for tap tests,
-// defines and boots guests, and offers the loopback servers a guest talks to.
+// heartbeats with guest-scripts/linux/heartbeat.sh. The shell scripts in test/e2e/ do the host
+// work (setup-host.sh, daemons.sh, build-guest.sh); this module drives them for the e2e tests
+// and the benchmarks, defines and boots guests, and offers the loopback servers a guest talks to.
+// See harness/README.md.
 //
 // virsh is used here, in test setup only: the service itself never shells out.
 //
@@ -21,7 +22,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /** The folder of the e2e scripts. */
-export const E2E_DIR = dirname(fileURLToPath(import.meta.url))
+export const E2E_DIR = fileURLToPath(new URL('../test/e2e', import.meta.url))
 /** Builds, pid files, logs and per-domain files (gitignored). KVW_E2E_CACHE overrides it. */
 export const CACHE_DIR = process.env.KVW_E2E_CACHE ?? join(E2E_DIR, '.cache')
 /** The libvirt URI of the e2e daemons. */

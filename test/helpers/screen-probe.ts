@@ -1,8 +1,8 @@
-// For tests against a real VM (the e2e suite): take a screen's signature now, and tell whether
-// two signatures differ by the same rule the sampler uses.
-import { decodeScreenshot } from './decode.ts'
-import { compareGrids, toGrid, type Grid } from './raster.ts'
-import type { ScreenSource } from './sampler.ts'
+// For tests against a real VM: take a screen's signature now, and tell whether two signatures
+// differ by the same rule the sampler uses.
+import { decodeScreenshot } from '../../src/screen/decode.ts'
+import { compareGrids, toGrid, type Grid } from '../../src/screen/raster.ts'
+import type { ScreenSource } from '../../src/screen/sampler.ts'
 
 /** A screenshot of `domain` reduced to the gray grid the sampler compares. */
 export async function screenSignature (source: ScreenSource, domain: string): Promise<Grid> {

@@ -17,10 +17,10 @@ import { fileURLToPath } from 'node:url'
 import {
   createControlServer, defineAndBoot, LIBVIRT_URI, setupHost, takeReadySnapshot, teardown, waitFor,
   type ControlServer, type E2EDomain
-} from './harness.ts'
+} from './guest.ts'
 
 /** The repository root (where src/cli.ts is). */
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (listen on 0, read it, close). */
 export async function freePort (): Promise<number> {
@@ -53,9 +53,19 @@ export interface ServiceConfig {
 }
 
 /**
- * Writes a config for an e2e run: loopback only, short deadlines (heartbeat_timeout 4 s,
- * startup_grace 6 s, post_revert_grace 30 s), room for many reverts, rate limits out of the way
- * of a test that polls the status every 100 ms. The file is JSON (a subset of YAML).
+ * The e2e guests beat once a second. heartbeat_timeout is ten beats: a TCG guest on a loaded
+ * 2-core machine (CI runs other work beside it) can miss a few beats without hanging, and a
+ * false revert would fail a test that asserts "never reverted". Tests derive their waits from it.
+ */
+export const E2E_HEARTBEAT_TIMEOUT_S = 10
+/** The first heartbeat ends it at once; the rig starts the service only once the guest has booted. */
+export const E2E_STARTUP_GRACE_S = 30
+
+/**
+ * Writes a config for an e2e run: loopback only, deadlines for a guest beating once a second
+ * (heartbeat_timeout E2E_HEARTBEAT_TIMEOUT_S, startup_grace E2E_STARTUP_GRACE_S,
+ * post_revert_grace 60 s), room for many reverts, rate limits out of the way of a test that polls
+ * the status every 100 ms. The file is JSON (a subset of YAML).
  */
 export async function writeServiceConfig (options: ServiceConfigOptions): Promise<ServiceConfig> {
   const dir = options.dir ?? await mkdtemp(join(tmpdir(), 'kvw-e2e-service-'))
@@ -64,9 +74,9 @@ export async function writeServiceConfig (options: ServiceConfigOptions): Promis
     libvirt_uri: options.libvirtUri ?? LIBVIRT_URI,
     vm_name: options.vmName,
     snapshot_name: 'ready',
-    heartbeat_timeout: 4,
-    startup_grace: 6,
-    post_revert_grace: 30,
+    heartbeat_timeout: E2E_HEARTBEAT_TIMEOUT_S,
+    startup_grace: E2E_STARTUP_GRACE_S,
+    post_revert_grace: 60,
     heartbeat_check_interval: 5,
     max_reverts: 50,
     revert_window: 3600,
@@ -354,12 +364,12 @@ export interface RevertCycle { started: AuditEntryView, finished: AuditEntryView
 
 /** Waits for a revert_started (at or after `since`, Date.now() ms) that MATCHES, then for its end and the recovery. */
 export async function revertCycle (service: ServiceProcess, beats: BeatWatcher, since: number, matches: (e: AuditEntryView) => boolean): Promise<RevertCycle> {
-  const started = await waitForAudit(service, 'revert_started', 30_000, since, matches)
+  const started = await waitForAudit(service, 'revert_started', 90_000, since, matches)
   const startedAt = Date.parse(started.ts)
-  const finished = await waitForAudit(service, 'revert_finished', 30_000, startedAt, (e) => e.reason === started.reason)
-  const firstBeat = await firstBeatAfterRevert(beats, startedAt, 60_000)
+  const finished = await waitForAudit(service, 'revert_finished', 90_000, startedAt, (e) => e.reason === started.reason)
+  const firstBeat = await firstBeatAfterRevert(beats, startedAt, 90_000)
   const status = await waitForStatus(service, 'healthy again after the revert', (s) =>
-    s.watchdog.state === 'healthy' && s.watchdog.last_revert?.at === started.ts && s.watchdog.last_revert?.outcome === 'recovered', 30_000)
+    s.watchdog.state === 'healthy' && s.watchdog.last_revert?.at === started.ts && s.watchdog.last_revert?.outcome === 'recovered', 60_000)
   return { started, finished, firstBeat, status }
 }
 
@@ -403,12 +413,17 @@ export class ServiceRig {
     const port = await freePort()
     if (this.#options.viaProxy === true) this.proxy = await createHeartbeatProxy(port)
     this.vm = await defineAndBoot({ name: this.name, heartbeatPort: this.proxy?.port ?? port, controlPort: this.control.port })
+    // A boot that is waited for, not guessed: the guest reports it once its heartbeat loop runs
+    // (a TCG boot takes 10 s idle, 50 s and more on a busy machine). Only then the service starts,
+    // so its startup grace is not spent on the boot.
+    const control = this.control
+    await waitFor('the guest to report its boot', () => control.boots.length > 0, 300_000, 100)
     this.config = await writeServiceConfig({ port, vmName: this.name, extra: this.#options.extraConfig ?? {} })
     this.service = await startService(this.config, this.#options.entry ? { entry: this.#options.entry } : {})
     this.beats = this.proxy ?? watchBeats(() => this.service!)
     await this.beats.waitForBeat(90_000, 0, (beat) => (beat.seq ?? 0) >= 2)
     // The service has seen one too (through the proxy, it may have been down at first).
-    await waitForStatus(this.service, 'a heartbeat', (s) => s.heartbeat.heartbeats_total > 0, 30_000)
+    await waitForStatus(this.service, 'a heartbeat', (s) => s.heartbeat.heartbeats_total > 0, 60_000)
   }
 
   /** Takes `ready` (virsh, with memory) while the guest beats and records the seq around it. */
@@ -416,7 +431,7 @@ export class ServiceRig {
     const beats = this.beats!
     const before = beats.maxSeq()
     await takeReadySnapshot(this.name)
-    const after = (await beats.waitForBeat(10_000, Date.now())).seq ?? -1
+    const after = (await beats.waitForBeat(60_000, Date.now())).seq ?? -1
     this.snapshotSeq = { before, after }
     return this.snapshotSeq
   }

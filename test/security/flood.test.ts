@@ -1,0 +1,179 @@
+// Issue 16: the service's own protections never revert a healthy guest. Floods against the
+// heartbeat endpoint, from the guest's own address (QEMU user networking: everything comes from
+// 127.0.0.1) and from another loopback client, while a "guest" beats once a second on the fake
+// clock with the default limits (600 guest requests a minute) and the default heartbeat_timeout:
+// no revert, every genuine heartbeat counted, the flood answered 429 where it is over its limit.
+import t, { type Test } from 'tap'
+import { Writable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
+import type { FastifyInstance, InjectOptions } from 'fastify'
+import { pino } from 'pino'
+import { WindowCounter } from '../../src/plugins/security.ts'
+import { build, call, events } from '../api/helpers.ts'
+
+const TWO_VMS = `test://${fileURLToPath(new URL('../fixtures/two-vms.xml', import.meta.url))}`
+
+interface FloodResult {
+  /** Status of each genuine heartbeat. */
+  guest: number[]
+  /** Whether the watchdog had each genuine heartbeat (its seq) right after it was answered. */
+  counted: boolean[]
+  /** Statuses of the flood's requests. */
+  flood: Map<number, number>
+  /** Bodies of the guest's 429s. */
+  guestLimited: any[]
+}
+
+/**
+ * The guest beats (seq 1..beats) once a second of fake time; before each beat `perBeat` flood
+ * requests go out. Returns what each side was answered.
+ */
+async function beatUnderFlood (app: FastifyInstance, run: (ms: number) => Promise<void>, options: {
+  beats: number, perBeat: number, guest: (seq: number) => InjectOptions | string, flood: InjectOptions, vm?: string
+}): Promise<FloodResult> {
+  const result: FloodResult = { guest: [], counted: [], flood: new Map(), guestLimited: [] }
+  const watchdog = app.watchdogs.get(options.vm ?? app.defaultVm)!
+  for (let seq = 1; seq <= options.beats; seq++) {
+    for (let i = 0; i < options.perBeat; i++) {
+      const status = (await app.inject(options.flood)).statusCode
+      result.flood.set(status, (result.flood.get(status) ?? 0) + 1)
+    }
+    const r = await call(app, options.guest(seq))
+    result.guest.push(r.status)
+    if (r.status !== 200) result.guestLimited.push(r.body)
+    result.counted.push(watchdog.view().lastSeq === seq)
+    await run(1000)
+  }
+  return result
+}
+
+async function reverts (app: FastifyInstance): Promise<number> {
+  return (await events(app, 'revert_started')).length
+}
+
+t.test('a flood from the guest\'s own address: every heartbeat counted, no revert, 429 over the limit', async (t) => {
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, new Writable({ write (chunk, _enc, cb) { lines.push(String(chunk)); cb() } }))
+  const { app, run } = await build(t, { logger })
+  const beats = 70 // past the 60 s window: the window resets on the app's clock
+  const perBeat = 20
+  const r = await beatUnderFlood(app, run, {
+    beats,
+    perBeat,
+    guest: (seq) => `/api/v1/heartbeat?seq=${seq}&status=ok`,
+    flood: { url: '/api/v1/heartbeat?status=flood', remoteAddress: '127.0.0.1' }
+  })
+  t.same(r.counted, new Array(beats).fill(true), 'the watchdog had every genuine heartbeat')
+  t.equal(await reverts(app), 0, 'no revert')
+  t.equal(app.watchdogs.get('test')!.view().state, 'healthy')
+  const total = beats * (perBeat + 1)
+  t.equal(app.watchdogs.get('test')!.view().heartbeatsTotal, total, 'the flood\'s heartbeats were counted too: a heartbeat is never lost to a limit')
+  // Guest and flood share one key (same address, same VM): 600 a minute answered 200, the rest 429.
+  const ok = (r.flood.get(200) ?? 0) + r.guest.filter((s) => s === 200).length
+  const limited = (r.flood.get(429) ?? 0) + r.guest.filter((s) => s === 429).length
+  t.equal(ok + limited, total, 'only 200 and 429')
+  t.ok(limited > 0 && (r.flood.get(429) ?? 0) > 0, `the flood was answered 429 (${limited} of ${total})`)
+  // The first minute: 60 × 21 requests, 600 answered 200. The next 10 s: 210, all 200.
+  t.equal(ok, 600 + 10 * (perBeat + 1), 'at most 600 a minute answered 200; the window resets on the app\'s clock')
+  t.ok(r.guestLimited.every((b) => b.error.code === 'RATE_LIMITED' && b.error.details.counted === true && /Heartbeat counted/.test(b.error.message)),
+    'a limited genuine heartbeat is told it was counted')
+  await app.close()
+  const warned = lines.filter((l) => l.includes('heartbeats over the guest rate limit'))
+  t.equal(warned.length, 1, 'the refused storm was logged once, not once per request')
+  t.equal(lines.filter((l) => l.includes('request refused')).length, 0, 'no log line per refused heartbeat')
+})
+
+t.test('a flood from another loopback client: the guest is answered 200 throughout, the flood 429', async (t) => {
+  const { app, run } = await build(t)
+  const beats = 40
+  const perBeat = 20
+  const r = await beatUnderFlood(app, run, {
+    beats,
+    perBeat,
+    guest: (seq) => ({ url: `/api/v1/heartbeat?seq=${seq}&status=ok`, remoteAddress: '127.0.0.1' }),
+    flood: { url: '/api/v1/heartbeat', remoteAddress: '127.0.0.2' }
+  })
+  t.same(r.guest, new Array(beats).fill(200), 'the guest never got 429')
+  t.same(r.counted, new Array(beats).fill(true), 'the watchdog had every genuine heartbeat')
+  t.equal(await reverts(app), 0, 'no revert')
+  t.same(Object.fromEntries(r.flood), { 200: 600, 429: beats * perBeat - 600 }, 'the flood: 600 a minute, the rest 429')
+  const limited = await call(app, { url: '/api/v1/heartbeat', remoteAddress: '127.0.0.2' })
+  t.equal(limited.status, 429)
+  t.ok(Number(limited.res.headers['retry-after']) >= 1, 'Retry-After is set')
+})
+
+t.test('several guests behind one address (QEMU user networking): limits per VM', async (t) => {
+  const { app, run } = await build(t, { uri: TWO_VMS, config: { vm_name: 'exhibit-a', vms: [{ name: 'exhibit-b' }] } })
+  const beats = 40
+  const r = await beatUnderFlood(app, run, {
+    beats,
+    perBeat: 20,
+    vm: 'exhibit-a',
+    guest: (seq) => ({ url: `/api/v1/heartbeat?seq=${seq}&vm=exhibit-a`, remoteAddress: '127.0.0.1' }),
+    // A noisy host tool (or another guest) naming the other VM, from the same address.
+    flood: { url: '/api/v1/heartbeat?vm=exhibit-b', remoteAddress: '127.0.0.1' }
+  })
+  t.same(r.guest, new Array(beats).fill(200), 'exhibit-a\'s guest never got 429')
+  t.same(r.counted, new Array(beats).fill(true))
+  t.equal(r.flood.get(429), beats * 20 - 600, 'exhibit-b\'s flood was limited')
+  // The same holds for revert requests: exhibit-b's budget is spent, exhibit-a's is not.
+  for (let i = 0; i < 600; i++) await app.inject({ url: '/api/v1/revert/request?reason=noise&vm=exhibit-b' })
+  t.equal((await app.inject({ url: '/api/v1/revert/request?reason=noise&vm=exhibit-b' })).statusCode, 429)
+  const a = await call(app, { method: 'POST', url: '/api/v1/revert/request', payload: { reason: 'app_crashed', vm: 'exhibit-a' } })
+  t.equal(a.status, 202, 'exhibit-a\'s guest may still ask for a revert (the vm field of a JSON body counts)')
+  t.equal(a.body.details.vm, 'exhibit-a')
+})
+
+t.test('revert requests keep their limits; a heartbeat after them still counts', async (t) => {
+  const { app } = await build(t, { config: { security: { rate_limit_guest: 5 } } })
+  const guest = { remoteAddress: '10.0.2.15' }
+  const answers: string[] = []
+  for (let i = 0; i < 7; i++) {
+    const r = await call(app, { url: '/api/v1/revert/request?reason=idle', ...guest })
+    answers.push(`${r.status} ${r.body.details?.outcome ?? r.body.error?.code}`)
+  }
+  const joined = /^202 (?!started)/ // merged into the running revert
+  t.match(answers, ['202 started', joined, joined, joined, joined, '429 RATE_LIMITED', '429 RATE_LIMITED'], 'one revert (the others joined it), then the rate limit')
+  t.equal(answers.length, 7)
+  t.equal(await reverts(app), 1, 'one revert')
+  const limited = await call(app, { url: '/api/v1/vm/restart', ...guest })
+  t.equal(limited.status, 429, 'EVC\'s /vm/restart shares the budget')
+  t.equal(limited.body.error.code, 'RATE_LIMITED')
+  t.match(limited.body.error.message, /at most 5 a minute for guest endpoints; retry in \d+ s/)
+  const beat = await call(app, { url: '/api/v1/heartbeat?seq=9', ...guest })
+  t.equal(beat.status, 200, 'heartbeats have their own budget')
+  t.equal(app.watchdogs.get('test')!.view().lastSeq, 9)
+})
+
+t.test('token guesses on guest routes from outside the guest networks are limited', async (t) => {
+  const { app } = await build(t, { config: { security: { admin_token: 'correct-horse-battery-staple-42', rate_limit_admin: 3 } } })
+  const statuses: number[] = []
+  for (let i = 0; i < 4; i++) {
+    statuses.push((await app.inject({ url: '/api/v1/heartbeat', remoteAddress: '203.0.113.9', headers: { authorization: `Bearer wrong-guess-${i}-xxxxxxxxxx` } })).statusCode)
+  }
+  t.same(statuses, [403, 403, 403, 429])
+  t.equal(app.watchdogs.get('test')!.view().heartbeatsTotal, 0, 'none of them counted')
+})
+
+t.test('WindowCounter: fixed windows on the given clock, bounded', async (t) => {
+  let now = 1_000_000
+  const c = new WindowCounter(60_000, () => now, 3)
+  t.same(c.hit('a'), { count: 1, resetAt: now + 60_000 })
+  t.equal(c.hit('a').count, 2)
+  now += 59_999
+  t.equal(c.hit('a').count, 3, 'same window')
+  now += 1
+  t.same(c.hit('a'), { count: 1, resetAt: now + 60_000 }, 'a new window')
+  now -= 3_600_000
+  t.equal(c.hit('a').count, 1, 'a clock set back starts a new window')
+  for (const k of ['b', 'c', 'd', 'e']) c.hit(k)
+  t.equal(c.size, 3, 'at most capacity keys')
+  t.equal(c.hit('a').count, 1, 'the least recently hit key was dropped')
+})
+
+t.test('HEAD on the heartbeat counts nothing', async (t: Test) => {
+  const { app } = await build(t)
+  const head = await app.inject({ method: 'HEAD', url: '/api/v1/heartbeat?seq=1' })
+  t.equal(head.statusCode, 405)
+  t.equal(app.watchdogs.get('test')!.view().heartbeatsTotal, 0)
+})

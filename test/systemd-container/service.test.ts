@@ -1,0 +1,331 @@
+// The service under real systemd 252 (PID 1 of a Debian 12 container: nspawn.ts), installed as
+// a technician would (apt-get install ./kiosk-vm-watchdog_*.deb) and checked the way one would:
+// systemctl, journalctl, curl. libvirtd is the container's own (the host's is never used, so no
+// e2e lock); the network is private (loopback only). Issue 14's failures 1-6 each have a check
+// here that failed before its fix. Timings are printed (t.comment), never asserted: margins come
+// from the unit's own settings (WatchdogSec=30, TimeoutAbortSec=10, RestartSec=5).
+import t from 'tap'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { setTimeout as delay } from 'node:timers/promises'
+import { Container, cannotRun, rootfs } from './nspawn.ts'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const UNIT = 'kiosk-vm-watchdog'
+/** dpkg-query's format is ${Field}. */
+const dpkgField = (field: string): string => `dpkg-query -W -f='$${'{'}${field}}' kiosk-vm-watchdog`
+// The first run on a machine builds the rootfs (2-5 min); the suite itself takes a few minutes.
+t.setTimeout(30 * 60_000)
+const skip = cannotRun()
+if (skip !== null) {
+  t.comment(`skipped: ${skip}`)
+  t.pass('skipped', { skip })
+} else {
+  await suite()
+}
+
+async function suite (): Promise<void> {
+  const scratch = mkdtempSync(join(tmpdir(), 'kvw-nspawn-'))
+  t.teardown(() => rmSync(scratch, { recursive: true, force: true }))
+
+  // --- what is installed: this checkout, built and packaged -----------------------------------
+  const dist = join(scratch, 'dist')
+  const build = spawnSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(ROOT, 'tsconfig.build.json'), '--outDir', dist, '--noCheck'], { encoding: 'utf8' })
+  if (build.status !== 0 && !statSync(join(dist, 'cli.js'), { throwIfNoEntry: false })) throw new Error(`build failed: ${build.stdout}${build.stderr}`)
+  const pack = (version: string): string => {
+    const r = spawnSync('sh', [join(ROOT, 'scripts/package-deb.sh'), '--out', scratch, '--dist', dist, '--version', version], { encoding: 'utf8', timeout: 600_000 })
+    if (r.status !== 0) throw new Error(`package-deb.sh failed: ${r.stdout}${r.stderr}`)
+    return r.stdout.trim().split('\n').pop()!
+  }
+  const started = Date.now()
+  const deb1 = pack('0.1.0')
+  t.comment(`package-deb: ${deb1} ${(statSync(deb1).size / 1024).toFixed(0)} KiB, built in ${Date.now() - started} ms`)
+  // The upgrade: the same package under a newer version (repacked: quicker than a second build).
+  const deb2 = join(scratch, 'kiosk-vm-watchdog_0.1.0+upgrade1_amd64.deb')
+  {
+    const tree = join(scratch, 'repack')
+    const steps: string[][] = [['dpkg-deb', '-R', deb1, tree], ['sed', '-i', 's/^Version: .*/Version: 0.1.0+upgrade1/', join(tree, 'DEBIAN/control')], ['dpkg-deb', '--root-owner-group', '-Zgzip', '-z1', '--build', tree, deb2], ['rm', '-rf', tree]]
+    for (const step of steps) {
+      const r = spawnSync(step[0]!, step.slice(1), { encoding: 'utf8' })
+      if (r.status !== 0) throw new Error(`${step.join(' ')}: ${r.stderr}`)
+    }
+  }
+  // NodeSource's nodejs on Debian 12, as far as dpkg sees it: /usr/bin/node is the host's node
+  // (bind-mounted at /usr/local/bin/node), version = its version.
+  const nodeDeb = join(scratch, 'nodejs.deb')
+  {
+    const pkg = join(scratch, 'nodejs-pkg')
+    spawnSync('mkdir', ['-p', join(pkg, 'DEBIAN'), join(pkg, 'usr/bin')])
+    spawnSync('ln', ['-s', '/usr/local/bin/node', join(pkg, 'usr/bin/node')])
+    writeFileSync(join(pkg, 'DEBIAN/control'), `Package: nodejs\nVersion: ${process.versions.node}-kvwtest\nArchitecture: all\nMaintainer: test <root@localhost>\nDescription: stand-in for NodeSource nodejs (the host's node)\n`)
+    const r = spawnSync('dpkg-deb', ['--root-owner-group', '--build', pkg, nodeDeb], { encoding: 'utf8' })
+    if (r.status !== 0) throw new Error(r.stderr)
+  }
+
+  const root = rootfs()
+  const c = await Container.boot(root, { binds: [`${scratch}:/mnt/kvw`] })
+  t.teardown(() => c.halt())
+  t.comment(`container booted to "running" in ${c.bootMs} ms`)
+  c.ok('apt-get install -y -qq /mnt/kvw/nodejs.deb', 120_000)
+
+  const show = (prop: string): string => c.sh(`systemctl show -p ${prop} --value ${UNIT}`).out.trim()
+  const mainPid = (): number => Number(show('MainPID'))
+  const api = (path: string): string => c.sh(`curl -sf --max-time 5 http://127.0.0.1:8000${path}`).out
+  // The rootfs as it is before anything of ours: uninstall + purge must bring it back.
+  const manifest = (): string => c.ok(
+    "find /etc /opt /usr /lib /var/lib -xdev \\( -path /var/lib/dpkg -o -path /var/lib/apt -o -path /var/lib/systemd -o -path /var/cache -o -path /var/log \\) -prune -o ! -name '*-' -printf '%p %y %m %U:%G\\n' | sort; md5sum /etc/passwd /etc/group /etc/shadow /etc/gshadow")
+  const before = manifest()
+
+  // From here on only subtests: tap ends the root test when its queue empties between awaits.
+  await t.test('the .deb: control fields, conffile, no /opt, units where Debian puts them', async (t) => {
+    const field = (f: string) => spawnSync('dpkg-deb', ['-f', deb1, f], { encoding: 'utf8' }).stdout.trim()
+    t.equal(field('Package'), 'kiosk-vm-watchdog')
+    t.equal(field('Architecture'), spawnSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).stdout.trim(), 'koffi is native code')
+    t.match(field('Depends'), /nodejs \(>= 20\.11\).*libvirt0/)
+    const files = spawnSync('dpkg-deb', ['-c', deb1], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).stdout
+    for (const f of ['./lib/systemd/system/kiosk-vm-watchdog.service', './usr/lib/systemd/user/kiosk-viewer.service', './usr/lib/systemd/user/kiosk-session.target',
+      './usr/lib/kiosk-vm-watchdog/dist/cli.js', './usr/bin/kiosk-vm-watchdog', './etc/kiosk-vm-watchdog/config.yaml', './usr/share/doc/kiosk-vm-watchdog/copyright']) {
+      t.match(files, ` ${f}`, `ships ${f}`)
+    }
+    t.notMatch(files, / \.\/opt\//, 'nothing in /opt (Debian packages must not use it)')
+    t.notMatch(files, /node_modules\/(tap|typescript|eslint)\//, 'no development packages')
+    t.equal(spawnSync('sh', ['-c', `dpkg-deb --ctrl-tarfile "${deb1}" | tar -xOf - ./conffiles`], { encoding: 'utf8' }).stdout.trim(), '/etc/kiosk-vm-watchdog/config.yaml')
+  })
+
+  t.ok(before.length > 1000, 'the rootfs manifest before install')
+
+  await t.test('apt-get install ./kiosk-vm-watchdog_*.deb: files, user (listed in group libvirt), unit enabled', async (t) => {
+    const t0 = Date.now()
+    const r = c.sh(`cd /mnt/kvw && apt-get install -y ./${deb1.split('/').pop()}`, 300_000)
+    t.comment(`install time: ${Date.now() - t0} ms`)
+    t.equal(r.code, 0, `apt-get install: ${r.out.slice(-600)}${r.err.slice(-600)}`)
+    t.match(c.ok('getent group libvirt'), /:kiosk-vm-watchdog/, 'the service user is listed in group libvirt in /etc/group (polkit on Debian 12 counts only that)')
+    t.equal(c.sh(`systemctl is-enabled ${UNIT}`).out.trim(), 'enabled')
+    t.match(c.ok('stat -c "%a %U:%G" /etc/kiosk-vm-watchdog/config.yaml'), /^640 root:kiosk-vm-watchdog/)
+    t.match(c.ok(dpkgField('Conffiles')), /\/etc\/kiosk-vm-watchdog\/config\.yaml/)
+    // A VM name libvirt does not know: the service must run anyway (it says so, it waits).
+    c.ok("sed -i 's/^vm_name: .*/vm_name: exhibit/' /etc/kiosk-vm-watchdog/config.yaml")
+  })
+
+  await t.test('systemctl start: active through READY=1, status line, the API answers', async (t) => {
+    const t0 = Date.now()
+    const r = c.sh(`systemctl start ${UNIT}`, 90_000)
+    const ms = Date.now() - t0
+    t.equal(r.code, 0, r.err)
+    t.comment(`systemctl start -> active (READY=1): ${ms} ms`)
+    t.equal(show('ActiveState'), 'active')
+    t.equal(show('Type'), 'notify')
+    t.match(show('StatusText'), /^listening on 0\.0\.0\.0:8000; libvirt qemu:\/\/\/system connected; exhibit: /)
+    t.match(c.sh(`systemctl status --no-pager ${UNIT}`).out, /Status: "listening on 0\.0\.0\.0:8000; libvirt qemu:\/\/\/system connected/)
+    t.match(JSON.parse(api('/api/v1/status') || '{}'), { service: 'kiosk-vm-watchdog' })
+  })
+
+  await t.test('the hardening holds: user and groups, read-only /usr, score', async (t) => {
+    const pid = mainPid()
+    const status = c.ok(`cat /proc/${pid}/status`)
+    const uid = c.ok('id -u kiosk-vm-watchdog').trim()
+    t.match(status, new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, 'm'), 'runs as kiosk-vm-watchdog')
+    t.match(status, /^CapEff:\s+0+$/m, 'no capabilities')
+    t.match(status, /^NoNewPrivs:\s+1$/m)
+    const w = c.sh(`nsenter -t ${pid} -m sh -c 'touch /usr/kvw-write-test'`)
+    t.not(w.code, 0, 'writing to /usr fails inside the service\'s mounts')
+    t.match(w.err, /Read-only file system/)
+    t.equal(c.sh(`nsenter -t ${pid} -m sh -c 'test -w /var/lib/kiosk-vm-watchdog && touch /var/lib/kiosk-vm-watchdog/.w && rm /var/lib/kiosk-vm-watchdog/.w'`).code, 0, 'the state directory is writable')
+    const sec = c.sh(`systemd-analyze security --no-pager ${UNIT}`)
+    const score = /Overall exposure level for \S+: ([\d.]+) (\S+)/.exec(sec.out)
+    t.ok(score, 'systemd-analyze security prints a score')
+    t.comment(`systemd-analyze security: ${score?.[1]} ${score?.[2]}`)
+    t.ok(Number(score?.[1]) <= 2.5, 'exposure stays low')
+  })
+
+  await t.test('failure 4: the doctor inside the service tells systemd and the firewall from its own sandbox', async (t) => {
+    const report = JSON.parse(api('/api/v1/doctor') || '{}') as { checks?: Array<{ id: string, level: string, message: string }> }
+    const check = (id: string) => report.checks?.find((x) => x.id === id)
+    t.match(check('systemd'), { level: 'ok', message: 'kiosk-vm-watchdog.service is enabled, active' })
+    t.notMatch(check('systemd')?.message ?? '', /not running here|not booted/)
+    t.match(check('firewall'), { level: 'ok', message: /firewall not readable from here: the service runs without capabilities/ })
+    t.match(check('libvirt_groups'), { level: 'ok', message: /is in group libvirt/ })
+  })
+
+  await t.test('failure 3: STATUS= follows libvirt going away and coming back', async (t) => {
+    c.ok('systemctl stop libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket', 60_000)
+    const lost = await c.until('status: libvirt lost', () => { const s = show('StatusText'); return /LOST/.test(s) ? s : undefined }, 30_000)
+    t.match(lost, /libvirt qemu:\/\/\/system LOST, reconnecting/)
+    c.ok('systemctl start libvirtd.socket libvirtd.service', 60_000)
+    const back = await c.until('status: libvirt back', () => { const s = show('StatusText'); return /connected/.test(s) ? s : undefined }, 60_000)
+    t.match(back, /libvirt qemu:\/\/\/system connected/)
+    t.equal(show('ActiveState'), 'active', 'the service stayed up')
+  })
+
+  await t.test('failure 5: libvirt unreachable at start: READY at once, "waiting for libvirt", no revert before it answers', async (t) => {
+    c.ok(`systemctl stop ${UNIT}`, 60_000)
+    // Masked: the unit's Wants=libvirtd.service would otherwise start it again.
+    const LIBVIRTD = 'libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket'
+    c.ok(`systemctl mask --runtime ${LIBVIRTD} && systemctl stop ${LIBVIRTD}`, 60_000)
+    // A short start grace, so that "no revert before libvirt" is tested within seconds.
+    c.ok("sed -i 's/^startup_grace: .*/startup_grace: 2/; s/^heartbeat_timeout: .*/heartbeat_timeout: 2/' /etc/kiosk-vm-watchdog/config.yaml")
+    const since = c.ok('date +%s').trim()
+    const t0 = Date.now()
+    const r = c.sh(`systemctl start ${UNIT}`, 120_000)
+    const ms = Date.now() - t0
+    t.equal(r.code, 0)
+    t.comment(`systemctl start with libvirt down -> active: ${ms} ms`)
+    t.ok(ms < 30_000, 'READY=1 does not wait for libvirt (was 91 s)')
+    t.match(show('StatusText'), /waiting for libvirt at qemu:\/\/\/system/)
+    await delay(6000) // three times the start grace
+    const logs = c.sh(`journalctl -u ${UNIT} --since @${since} -o cat | grep '^{' | jq -r .msg`).out
+    // The start grace counts from the first VM state read, not from the service start.
+    t.notMatch(logs, /revert/i, 'no revert attempted before libvirt answered')
+    c.ok(`systemctl unmask --runtime ${LIBVIRTD} && systemctl start libvirtd.socket libvirtd.service`, 60_000)
+    await c.until('status: libvirt connected', () => /connected/.test(show('StatusText')) ? true : undefined, 60_000)
+    t.pass('connected once libvirtd is there')
+    c.ok("sed -i 's/^startup_grace: .*/startup_grace: 60/; s/^heartbeat_timeout: .*/heartbeat_timeout: 15/' /etc/kiosk-vm-watchdog/config.yaml")
+    c.ok(`systemctl restart ${UNIT}`, 90_000)
+  })
+
+  await t.test('failures 1 and 2: priorities in the journal; the troubleshooting commands work on it', async (t) => {
+    // Provoke an error: another program holds the API port, so the service cannot start.
+    c.ok(`systemctl stop ${UNIT}`, 60_000)
+    c.ok("systemd-run --unit=kvw-port-blocker /usr/local/bin/node -e \"require('net').createServer().listen(8000, '0.0.0.0')\"")
+    await c.until('the blocker listens', () => c.sh('curl -s --max-time 1 http://127.0.0.1:8000/ >/dev/null; [ $? -ne 7 ]').code === 0 ? true : undefined, 10_000)
+    const since = c.ok('date +%s').trim()
+    c.sh(`systemctl start ${UNIT}`, 60_000)
+    await c.until('the failed start in the journal', () => /cannot start/.test(c.sh(`journalctl -u ${UNIT} --since @${since} -o cat`).out) ? true : undefined, 30_000)
+    c.ok(`systemctl stop ${UNIT}; systemctl stop kvw-port-blocker`, 60_000)
+    const errors = c.sh(`journalctl -u ${UNIT} --since @${since} -p err -o cat`).out
+    t.match(errors, /"level":60,.*"msg":"cannot start/, 'journalctl -p err shows the fatal error')
+    t.notMatch(errors, /"msg":"starting"/, 'and not the info lines')
+    const prio = c.sh(`journalctl -u ${UNIT} --since @${since} -o json | jq -r 'select(.MESSAGE | test("cannot start")) | .PRIORITY' | head -1`).out.trim()
+    t.equal(prio, '2', 'fatal is filed as crit (2)')
+    const info = c.sh(`journalctl -u ${UNIT} --since @${since} -o json | jq -r 'select(.MESSAGE | test("\\"msg\\":\\"starting\\"")) | .PRIORITY' | head -1`).out.trim()
+    t.equal(info, '6', 'info stays info (6)')
+
+    // docs/troubleshooting.md's journalctl commands, as written there (all but the follow one).
+    const docs = readFileSync(join(ROOT, 'docs/troubleshooting.md'), 'utf8')
+    const commands = [...docs.matchAll(/^(journalctl -u kiosk-vm-watchdog .*?)\s+# .*$/gm)].map((m) => m[1]!).filter((cmd) => !/ -f\b/.test(cmd))
+    t.ok(commands.length >= 5, `the docs' commands: ${commands.length}`)
+    for (const cmd of commands) {
+      const r = c.sh('bash -o pipefail', 60_000, `${cmd} >/dev/null\n`)
+      t.equal(r.code, 0, `works on a real journal: ${cmd} ${r.err}`)
+    }
+    const filtered = c.sh(`journalctl -u ${UNIT} -o cat | grep '^{' | jq -c '{level, msg}'`)
+    t.equal(filtered.code, 0, filtered.err)
+    t.match(filtered.out, /"level":60,"msg":"cannot start/)
+    const messages = c.sh(`journalctl -u ${UNIT} -o json | jq -r .MESSAGE | jq -R 'fromjson? // .' >/dev/null`)
+    t.equal(messages.code, 0, messages.err)
+    // What the docs said before: dies on systemd's own lines ("Started ...", "Stopped ...").
+    t.not(c.sh(`journalctl -u ${UNIT} -o cat | jq . >/dev/null`).code, 0, 'the old `-o cat | jq` really fails on a real journal')
+  })
+
+  await t.test('a bad config: exit 78, not restarted, systemctl status and journalctl -p err say why', async (t) => {
+    c.ok('cp /etc/kiosk-vm-watchdog/config.yaml /root/config.good')
+    c.ok("sed -i 's/^heartbeat_timeout: .*/heartbeat_timeout: soon/' /etc/kiosk-vm-watchdog/config.yaml")
+    const since = c.ok('date +%s').trim()
+    c.sh(`systemctl start ${UNIT}`, 60_000)
+    await c.until('the unit failed', () => show('ActiveState') === 'failed' ? true : undefined, 30_000)
+    t.equal(show('ExecMainStatus'), '78')
+    await delay(7000) // past RestartSec=5: still not restarted
+    t.equal(show('ActiveState'), 'failed', 'not restarted')
+    t.equal(show('NRestarts'), '0')
+    t.match(c.sh(`systemctl status --no-pager ${UNIT}`).out, /status=78\/CONFIG/)
+    t.match(c.sh(`journalctl -u ${UNIT} --since @${since} -p err -o cat`).out, /invalid configuration[\s\S]*heartbeat_timeout/)
+    c.ok('cp /root/config.good /etc/kiosk-vm-watchdog/config.yaml')
+    c.ok(`systemctl reset-failed ${UNIT}; systemctl start ${UNIT}`, 90_000)
+    t.equal(show('ActiveState'), 'active')
+  })
+
+  await t.test('systemctl reload: SIGHUP re-reads the config, same process', async (t) => {
+    const pid = mainPid()
+    const since = c.ok('date +%s').trim()
+    c.ok("sed -i 's/^log_level: .*/log_level: debug/' /etc/kiosk-vm-watchdog/config.yaml")
+    const r = c.sh(`systemctl reload ${UNIT}`, 30_000)
+    t.equal(r.code, 0, r.err)
+    await c.until('the reload in the journal', () => /config reloaded/.test(c.sh(`journalctl -u ${UNIT} --since @${since} -o cat`).out) ? true : undefined, 20_000)
+    t.match(c.sh(`journalctl -u ${UNIT} --since @${since} -o cat`).out, /config reloaded: log_level changed/)
+    t.equal(mainPid(), pid, 'not restarted')
+    t.equal(show('ActiveState'), 'active')
+    c.ok("sed -i 's/^log_level: .*/log_level: info/' /etc/kiosk-vm-watchdog/config.yaml")
+    c.ok(`systemctl reload ${UNIT}`, 30_000)
+  })
+
+  await t.test('kill -9 and SIGSTOP: systemd restarts the service', async (t) => {
+    let pid = mainPid()
+    let t0 = Date.now()
+    c.ok(`kill -9 ${pid}`)
+    await c.until('restart after kill -9', () => mainPid() !== pid && mainPid() > 0 && show('ActiveState') === 'active' ? true : undefined, 60_000)
+    t.comment(`kill -9 -> active again: ${Date.now() - t0} ms (RestartSec=5)`)
+    t.pass('restarted after kill -9')
+    await delay(1000)
+    pid = mainPid()
+    t0 = Date.now()
+    c.ok(`kill -STOP ${pid}`)
+    // WatchdogSec=30, then SIGABRT; TimeoutAbortSec=10, then SIGKILL; RestartSec=5.
+    await c.until('restart after SIGSTOP', () => mainPid() !== pid && mainPid() > 0 && show('ActiveState') === 'active' ? true : undefined, 120_000, 500)
+    t.comment(`SIGSTOP -> watchdog kill -> active again: ${Date.now() - t0} ms (WatchdogSec=30, TimeoutAbortSec=10, RestartSec=5)`)
+    t.match(c.sh(`journalctl -u ${UNIT} -o cat`).out, /Watchdog timeout/)
+  })
+
+  await t.test('failure 6: the viewer runs under the kiosk user\'s systemd: started, restarted, stopped with the session', async (t) => {
+    t.teardown(() => { c.sh('systemctl stop user@1500.service; userdel -r kiosk; rm -f /usr/bin/virt-viewer', 60_000) })
+    c.ok('useradd -m -u 1500 kiosk')
+    // A stand-in for virt-viewer: records its arguments, then runs until killed.
+    c.write('/usr/bin/virt-viewer', '#!/bin/sh\necho "$*" > "$XDG_RUNTIME_DIR/viewer-args"\nexec sleep infinity\n')
+    c.ok('chmod 755 /usr/bin/virt-viewer')
+    c.ok('systemctl start user@1500.service', 60_000)
+    const asKiosk = (cmd: string) => c.sh(`setpriv --reuid=kiosk --regid=kiosk --init-groups env HOME=/home/kiosk XDG_RUNTIME_DIR=/run/user/1500 DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/1500/bus DISPLAY=:0 sh -c '${cmd}'`, 60_000)
+    // graphical-session.target, which the old unit hung off, cannot be started by a session.
+    t.not(asKiosk('systemctl --user start graphical-session.target').code, 0, 'graphical-session.target refuses manual start')
+    // Openbox's autostart as shipped (xset/unclutter are absent here and fail harmlessly).
+    asKiosk('sh /usr/lib/kiosk-vm-watchdog/share/openbox-autostart')
+    const active = () => asKiosk('systemctl --user is-active kiosk-viewer.service').out.trim()
+    await c.until('viewer active', () => active() === 'active' ? true : undefined, 20_000)
+    const args = await c.until('the viewer\'s arguments', () => { const r = c.sh('cat /run/user/1500/viewer-args'); return r.code === 0 && r.out !== '' ? r.out : undefined }, 10_000)
+    t.match(args, /^--kiosk --full-screen --reconnect --wait --connect qemu:\/\/\/system exhibit$/m)
+    t.equal(asKiosk('systemctl --user is-active kiosk-session.target').out.trim(), 'active')
+    const pid = asKiosk('systemctl --user show -p MainPID --value kiosk-viewer.service').out.trim()
+    c.ok(`kill ${pid}`)
+    await c.until('viewer restarted', () => { const p = asKiosk('systemctl --user show -p MainPID --value kiosk-viewer.service').out.trim(); return p !== pid && p !== '0' ? true : undefined }, 20_000)
+    t.pass('restarted after it exited')
+    asKiosk('systemctl --user stop kiosk-session.target')
+    t.not(active(), 'active', 'stopping the session stops the viewer')
+    asKiosk('systemctl --user start kiosk-session.target')
+    await c.until('viewer back with the session', () => active() === 'active' ? true : undefined, 20_000)
+    t.pass('starting the session starts the viewer (it is wanted by kiosk-session.target)')
+  })
+
+  await t.test('upgrade over an edited config: the edit survives, the service runs the new version', async (t) => {
+    c.ok("sed -i 's/^log_level: .*/log_level: debug/' /etc/kiosk-vm-watchdog/config.yaml")
+    const pid = mainPid()
+    const t0 = Date.now()
+    const r = c.sh(`cd /mnt/kvw && apt-get install -y ./${deb2.split('/').pop()}`, 300_000)
+    t.comment(`upgrade time: ${Date.now() - t0} ms`)
+    t.equal(r.code, 0, r.out.slice(-600) + r.err.slice(-600))
+    t.match(c.ok(dpkgField('Version')), '0.1.0+upgrade1')
+    t.match(c.ok('grep ^log_level: /etc/kiosk-vm-watchdog/config.yaml'), 'log_level: debug')
+    await c.until('restarted on the new version', () => mainPid() !== pid && show('ActiveState') === 'active' ? true : undefined, 60_000)
+    t.pass('try-restart ran the new version')
+  })
+
+  await t.test('systemctl stop; apt-get remove keeps config and data; purge leaves the rootfs as it was', async (t) => {
+    c.ok(`systemctl stop ${UNIT}`, 60_000)
+    t.equal(show('ActiveState'), 'inactive')
+    let t0 = Date.now()
+    let r = c.sh('apt-get remove -y kiosk-vm-watchdog', 300_000)
+    t.comment(`remove time: ${Date.now() - t0} ms`)
+    t.equal(r.code, 0, r.err)
+    t.equal(c.sh('test -e /opt/kiosk-vm-watchdog').code, 1, 'the application is gone')
+    t.equal(c.sh('test -f /etc/kiosk-vm-watchdog/config.yaml').code, 0, 'the config is kept')
+    t0 = Date.now()
+    r = c.sh('apt-get purge -y kiosk-vm-watchdog', 300_000)
+    t.comment(`purge time: ${Date.now() - t0} ms`)
+    t.equal(r.code, 0, r.err)
+    t.equal(c.sh('getent passwd kiosk-vm-watchdog').code, 2, 'the user is gone')
+    c.ok('systemctl daemon-reload')
+    const after = manifest()
+    const diff = (a: string, b: string) => { const had = new Set(b.split('\n')); return a.split('\n').filter((l) => !had.has(l)) }
+    t.same({ added: diff(after, before), removed: diff(before, after) }, { added: [], removed: [] }, 'the rootfs is as before the install')
+  })
+}
