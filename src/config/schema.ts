@@ -82,7 +82,7 @@ export const securitySchema = z.strictObject({
   admin_token_file: z.string().min(1).optional().describe('File holding the admin token (read at start; relative to the config file).'),
   read_requires_token: z.boolean().default(false).describe('true: status, events and metrics need the admin token too.'),
   guest_revert_min_interval: seconds(0).default(GUEST_REVERT_MIN_INTERVAL_DEFAULT).describe('A guest may ask for a revert at most once per this many seconds.'),
-  rate_limit_guest: count(1, 1_000_000).default(600).describe('Guest requests per minute per client address.'),
+  rate_limit_guest: count(1, 1_000_000).default(600).describe('Guest requests per minute, per VM and client address; heartbeats over it are still counted (answered 429), revert requests over it are refused.'),
   rate_limit_admin: count(1, 1_000_000).default(60).describe('Admin requests per minute per client address.'),
   rate_limit_read: count(1, 1_000_000).default(600).describe('Read requests (status, events, metrics, dashboard) per minute per client address.'),
   admin_host: hostSchema.optional().describe('With admin_port: a second listener for admin endpoints; the main one then serves guest and read endpoints only.'),

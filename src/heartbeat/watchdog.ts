@@ -52,10 +52,6 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   #recheck = false
   #pending = new Set<Promise<unknown>>()
   #saveChain: Promise<void> = Promise.resolve()
-  /** The save the last 'persist' action queued (its failure is not swallowed: #commit reports it). */
-  #lastSave: Promise<void> | null = null
-  /** Events fed so far: #commit undoes a change wholesale only if nothing came after it. */
-  #feeds = 0
   #lastSource: string | null = null
   #libvirtConnected = false
   /** No machine timer runs before libvirt answered and the VM state was read once (no grace runs down, no revert). */
@@ -207,8 +203,8 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   /**
    * Maintenance: no automatic or guest reverts. `minutes` null = until cleared. reason 'config'
    * is EVC's /revert/disable (auto revert off); 'technician' a technician at work.
-   * Applied at once; the promise resolves once the change is saved. When saving fails the change
-   * is undone (the old setting stays in force and visible) and it rejects with STATE_NOT_SAVED (503).
+   * Saved first, then applied: the promise resolves once both are done. When saving fails nothing
+   * changes (the old setting stays in force and visible) and it rejects with STATE_NOT_SAVED (503).
    * Bad arguments throw at once.
    */
   setMaintenance (minutes: number | null, reason: 'technician' | 'config' = 'technician', note?: string): Promise<void> {
@@ -218,19 +214,19 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     }
     if (reason !== 'technician' && reason !== 'config') throw new AppError('BAD_REQUEST', 'maintenance reason must be technician or config')
     const until = minutes === null ? null : this.#clock.now() + Math.round(minutes * 60_000)
-    return this.#commit({ type: 'maintenance_on', until, reason, note: typeof note === 'string' ? note.slice(0, 500) : null })
+    return this.#saveThenApply({ type: 'maintenance_on', until, reason, note: typeof note === 'string' ? note.slice(0, 500) : null }).then(() => {})
   }
 
   /** Ends maintenance; the promise works as setMaintenance's. */
   clearMaintenance (): Promise<void> {
     this.#ready()
-    return this.#commit({ type: 'maintenance_off' })
+    return this.#saveThenApply({ type: 'maintenance_off' }).then(() => {})
   }
 
   /** Clears 'exhausted' (a technician fixed the cause); the promise works as setMaintenance's. */
   reset (): Promise<void> {
     this.#ready()
-    return this.#commit({ type: 'reset' })
+    return this.#saveThenApply({ type: 'reset' }).then(() => {})
   }
 
   /** Opening hours: false = closed (maintenance + graceful shutdown), true = open (revert, if it was closed). */
@@ -280,7 +276,6 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       return null
     }
     this.#state = result.state
-    this.#feeds++
     const done: Promise<void>[] = []
     for (const action of result.actions) {
       const p = this.#execute(action, now)
@@ -323,7 +318,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         this.emit('alert', { vm: this.name, kind: action.kind, reason: action.reason, fields: action.fields })
         return null
       case 'persist':
-        this.#lastSave = this.#save()
+        this.#save().catch(() => {}) // logged by the chain
         return null
       case 'revert':
         if (this.#closed) return null
@@ -346,6 +341,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
 
   /** Closing time: a guest that ignores the shutdown request is destroyed after the timeout. */
   #armShutdownTimeout (): void {
+    if (this.#closed) return // a shutdown that was under way when close() ran
     if (this.#shutdownTimer !== null) this.#timers.clearTimeout(this.#shutdownTimer)
     this.#shutdownTimer = this.#timers.setTimeout(() => {
       this.#shutdownTimer = null
@@ -363,8 +359,8 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   }
 
   /**
-   * Queues a save of the state as it is when the save runs (not as it was when queued), so a
-   * change undone meanwhile is never written. Returns that save's own outcome; the chain goes on.
+   * Queues a save of the state as it is when the save runs (not as it was when queued: the file
+   * gets the newest state). Returns that save's own outcome; the chain goes on.
    */
   #save (): Promise<void> {
     const run = this.#saveChain.then(() => {
@@ -376,26 +372,11 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     return run
   }
 
-  /** A technician's change: applied, then confirmed once saved, or undone (see setMaintenance). */
-  async #commit (event: MachineEvent): Promise<void> {
-    const before = this.#state
-    this.#lastSave = null
-    const fed = this.#feed(event)
-    const saved = this.#lastSave as Promise<void> | null
-    if (fed === null || saved === null || before === null) return
-    const feeds = this.#feeds
-    try {
-      await saved
-    } catch (err) {
-      this.#undo(before, feeds, event, err)
-      throw notSaved(event, err)
-    }
-  }
-
   /**
-   * For changes that start libvirt actions (stop, start): saves what `event` makes of the state,
-   * then applies it, both in one step of the save chain (no other save can come between, so the
-   * file never loses the change once it held it). When the save fails nothing is applied.
+   * A technician's change (maintenance, reset, stop, start): saves what `event` makes of the
+   * state, then applies it, both in one step of the save chain (no other save can come between,
+   * so the file never loses the change once it held it). When the save fails nothing is applied:
+   * the old setting stays in force and visible, and it rejects with STATE_NOT_SAVED.
    */
   async #saveThenApply (event: MachineEvent): Promise<{ result: StepResult, done: Promise<void> } | null> {
     let saveError: unknown = null
@@ -420,18 +401,6 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       throw notSaved(event, saveError)
     }
     return fed
-  }
-
-  /** Puts back what a change replaced, because it could not be saved (the disk holds the old state). */
-  #undo (before: WatchdogState, feeds: number, event: MachineEvent, err: unknown): void {
-    if (this.#state === null) return
-    // Nothing came after the change: the whole state goes back. Otherwise only what a technician's
-    // command sets, so heartbeats and revert outcomes that came meanwhile are kept.
-    this.#state = this.#feeds === feeds ? before : { ...this.#state, maintenance: before.maintenance, exhausted: before.exhausted, escalated: before.escalated }
-    this.#arm()
-    this.#log.error({ err, event: event.type, maintenance: before.maintenance?.reason ?? null }, 'cannot save a technician\'s change; it is undone, the previous setting stays in force')
-    this.#track(this.#audit.append({ vm: this.name, ts: new Date(this.#clock.now()).toISOString(), kind: 'change_not_saved', reason: event.type, error: describeError(err), undone: true }).catch(() => {}))
-    if (this.listenerCount('change') > 0) this.emit('change', this.view())
   }
 
   // -------------------------------------------------------------------------------------------

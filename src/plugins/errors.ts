@@ -58,6 +58,9 @@ export default fp(async function errorsPlugin (app) {
     const status = appError.statusCode
     if (status >= 500) {
       request.log.error({ err: (appError.cause as Error | undefined) ?? err, code: appError.code }, 'request failed')
+    } else if (appError.code === 'RATE_LIMITED') {
+      // A flood is answered 429 by the thousand: one info line each would flood the journal too.
+      request.log.debug({ code: appError.code, reason: appError.message }, 'request refused')
     } else {
       request.log.info({ code: appError.code, reason: appError.message }, 'request refused')
     }

@@ -248,6 +248,12 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
         }
         if (hasValidToken(request) === true) return
       }
+      // Refusals are limited too (per address): a flood from outside costs a 429 logged at debug,
+      // not an info line per request.
+      const refused = guestWindows.hit(`refused|${address}`)
+      if (refused.count > limits.guest) {
+        throw new AppError('RATE_LIMITED', `Too many refused requests from ${address || 'this client'}: at most ${limits.guest} a minute; retry in ${retryAfter(refused.resetAt)} s`)
+      }
       throw new AppError('FORBIDDEN', `Guest endpoints answer only the guest networks (security.guest_networks); ${address || 'this client'} is not in them`)
     }
     if (access === 'read' && !security.read_requires_token) return

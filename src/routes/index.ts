@@ -12,12 +12,7 @@ import technicianRoutes from './technician.ts'
 import vmListRoutes from './vms.ts'
 
 const perVmRoutes: FastifyPluginAsync = async (app) => {
-  await app.register(guestRoutes)
-  await app.register(technicianRoutes)
-  await app.register(snapshotRoutes)
-  await app.register(statusRoutes)
-  await app.register(eventsRoutes)
-  await app.register(screenRoutes)
+  for (const routes of [guestRoutes, technicianRoutes, snapshotRoutes, statusRoutes, eventsRoutes, screenRoutes]) await app.register(routes)
 }
 
 export interface ApiRoutesOptions {

@@ -28,7 +28,8 @@ export const reasonField = z.string().max(200).regex(/^[\w .:,/-]*$/, 'letters, 
 export const flagField = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])], { error: 'expected true, false, 1 or 0' }).optional()
   .transform((v) => v === true || v === 'true' || v === '1')
 
-type App = Parameters<FastifyPluginAsyncZod>[0]
+/** The app as a zod-typed route plugin sees it. */
+export type App = Parameters<FastifyPluginAsyncZod>[0]
 
 export interface ActionRouteOptions<F extends z.ZodObject> {
   methods: readonly ('GET' | 'POST')[]

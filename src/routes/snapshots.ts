@@ -5,10 +5,10 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { snapshotNameSchema } from '../names.ts'
 import { snapshotRefSchema } from '../snapshot/index.ts'
-import { ackSchema, actionRoute, errorResponses, flagField, vmField } from './schemas.ts'
+import { ackSchema, errorResponses, flagField, vmField } from './schemas.ts'
 import type { VmContext } from '../plugins/vms.ts'
 import { StoreError, type AuditEventInput } from '../store/index.ts'
-import { resolveVm } from './vm-context.ts'
+import { resolveVm, vmAction } from './vm-context.ts'
 
 const vmQuery = z.object({ vm: vmField })
 const snapshotQuery = vmQuery.extend({ snapshot_name: snapshotNameSchema.optional().describe('Default: the VM\'s snapshot_name (ready).') })
@@ -47,40 +47,22 @@ const snapshotRoutes: FastifyPluginAsyncZod = async (app) => {
     }
   })
 
-  actionRoute(app, {
-    methods: ['GET', 'POST'],
-    url: '/snapshot/create',
-    access: 'admin',
-    summary: 'Snapshot the VM as it is now; an existing snapshot of that name is kept as a revision',
-    fields: snapshotQuery,
-    response: { 201: ackSchema, ...refusals },
-    handler: async (fields, request, reply) => {
-      const vm = resolveVm(app, request, fields.vm)
-      const name = fields.snapshot_name ?? vm.config.snapshot_name
-      const result = await vm.watchdog.runExclusive('snapshot_create', () => vm.snapshots.create(vm.name, name))
-      const auditError = await auditAfter(app.log, vm, { kind: 'snapshot_create', reason: 'technician', snapshot: name, created: result.snapshot, outcome: 'ok', ...(result.revision ? { revision: result.revision } : {}) })
-      const warnings = [result.warning, auditError].filter((w) => w !== undefined && w !== null)
-      return reply.code(201).send({
-        message: `Snapshot "${name}" created${warnings.length > 0 ? ` (but: ${warnings.join('; ')})` : ''}`,
-        details: { vm: vm.name, snapshot: name, created: result.snapshot, previous_kept_as: result.revision ?? null, has_memory: result.hasMemory, ...(warnings.length > 0 ? { warnings } : {}) }
-      })
+  vmAction(app, 'GET POST /snapshot/create', { status: 201, fields: snapshotQuery, refusals, summary: 'Snapshot the VM as it is now; an existing snapshot of that name is kept as a revision' }, async (vm, fields) => {
+    const name = fields.snapshot_name ?? vm.config.snapshot_name
+    const result = await vm.watchdog.runExclusive('snapshot_create', () => vm.snapshots.create(vm.name, name))
+    const auditError = await auditAfter(app.log, vm, { kind: 'snapshot_create', reason: 'technician', snapshot: name, created: result.snapshot, outcome: 'ok', ...(result.revision ? { revision: result.revision } : {}) })
+    const warnings = [result.warning, auditError].filter((w) => w !== undefined && w !== null)
+    return {
+      message: `Snapshot "${name}" created${warnings.length > 0 ? ` (but: ${warnings.join('; ')})` : ''}`,
+      details: { vm: vm.name, snapshot: name, created: result.snapshot, previous_kept_as: result.revision ?? null, has_memory: result.hasMemory, ...(warnings.length > 0 ? { warnings } : {}) }
     }
   })
 
-  actionRoute(app, {
-    methods: ['GET', 'POST'],
-    url: '/snapshot/rollback',
-    access: 'admin',
-    summary: 'Make the previous revision the active snapshot again (the running VM is not touched)',
-    fields: snapshotQuery,
-    response: { 200: ackSchema, ...refusals },
-    handler: async (fields, request) => {
-      const vm = resolveVm(app, request, fields.vm)
-      const name = fields.snapshot_name ?? vm.config.snapshot_name
-      const result = await vm.watchdog.runExclusive('snapshot_rollback', () => vm.snapshots.rollback(vm.name, name))
-      const auditError = await auditAfter(app.log, vm, { kind: 'snapshot_rollback', reason: 'technician', snapshot: name, outcome: 'ok', revision: result.restored })
-      return { message: `Snapshot "${name}" rolled back to ${result.restored}${auditError === null ? '' : ` (but: ${auditError})`}`, details: { vm: vm.name, snapshot: name, restored: result.restored, discarded: result.discarded, ...(auditError === null ? {} : { warnings: [auditError] }) } }
-    }
+  vmAction(app, 'GET POST /snapshot/rollback', { status: 200, fields: snapshotQuery, refusals, summary: 'Make the previous revision the active snapshot again (the running VM is not touched)' }, async (vm, fields) => {
+    const name = fields.snapshot_name ?? vm.config.snapshot_name
+    const result = await vm.watchdog.runExclusive('snapshot_rollback', () => vm.snapshots.rollback(vm.name, name))
+    const auditError = await auditAfter(app.log, vm, { kind: 'snapshot_rollback', reason: 'technician', snapshot: name, outcome: 'ok', revision: result.restored })
+    return { message: `Snapshot "${name}" rolled back to ${result.restored}${auditError === null ? '' : ` (but: ${auditError})`}`, details: { vm: vm.name, snapshot: name, restored: result.restored, discarded: result.discarded, ...(auditError === null ? {} : { warnings: [auditError] }) } }
   })
 
   const deleteHandler = async (request: { params: { name: string }, query: z.infer<typeof deleteQuery> } & Parameters<typeof resolveVm>[1]) => {

@@ -2,9 +2,11 @@
 // `vm` query/body field (newer guest scripts), else the heartbeat's source address (old guest
 // scripts send nothing; `guest_addresses` in config maps addresses to VMs), else the default VM.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { z } from 'zod'
 import { AppError } from '../errors.ts'
 import { normalizeAddress } from '../net/addresses.ts'
 import type { VmContext } from '../plugins/vms.ts'
+import { ackSchema, actionRoute, type App } from './schemas.ts'
 
 export function resolveVm (app: FastifyInstance, request: FastifyRequest, explicit?: string): VmContext {
   const params = request.params as { vm?: string } | undefined
@@ -20,4 +22,39 @@ export function resolveVm (app: FastifyInstance, request: FastifyRequest, explic
     return vm
   }
   return bySource ?? app.vms.get(app.defaultVm)!
+}
+
+/** The acknowledgement every action answers with (exhibition-vm-controller's envelope). */
+export type Ack = z.output<typeof ackSchema>
+
+export interface VmActionOptions<F extends z.ZodObject> {
+  summary: string
+  /** Query (GET) or query and JSON body (POST) fields; a `vm` field names the VM. */
+  fields: F
+  /** The status of a successful answer. */
+  status: 200 | 201 | 202
+  /** Response schemas of the refusals the route can answer with (errorResponses). */
+  refusals: Record<number, z.ZodType>
+}
+
+/**
+ * A technician's action on one VM: `route` is "METHODS /url" (e.g. "GET POST /vm/start"),
+ * admin access, the acknowledgement body. The VM (path, `vm` field, guest address, default) is
+ * resolved before `handler` runs, which returns the acknowledgement.
+ */
+export function vmAction<F extends z.ZodObject> (app: App, route: string, options: VmActionOptions<F>, handler: (vm: VmContext, fields: z.output<F>, request: FastifyRequest) => Promise<Ack>): void {
+  const parts = route.split(' ')
+  const url = parts.pop()!
+  actionRoute(app, {
+    methods: parts as Array<'GET' | 'POST'>,
+    url,
+    access: 'admin',
+    summary: options.summary,
+    fields: options.fields,
+    response: { [options.status]: ackSchema, ...options.refusals },
+    handler: async (fields, request, reply) => {
+      const vm = resolveVm(app, request, (fields as { vm?: string }).vm)
+      return reply.code(options.status).send(await handler(vm, fields, request))
+    }
+  })
 }

@@ -76,7 +76,7 @@ t.test('watchdog state inside the service: watched (ok), maintenance (warn)', as
   const watchdog = await watchdogFor(t, s, clock)
   const service = { watchdogs: new Map([['test', watchdog]]) }
   t.match(await s.run(watchdogStateCheck('test'), { service }), { level: 'ok', message: '"test" is watched: neither maintenance nor exhausted (watchdog)' })
-  watchdog.setMaintenance(30)
+  await watchdog.setMaintenance(30)
   now += 60_000
   const m = await s.run(watchdogStateCheck('test'), { service })
   t.equal(m.level, 'warn')

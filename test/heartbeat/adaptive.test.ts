@@ -138,7 +138,7 @@ t.test('adaptive, steady guest: fixed rules while learning, then the hang is rev
   sim.beat()
   t.equal(sim.state.gapWindow.samples, 60)
   t.equal(sim.state.timeoutAt! - sim.now, 3 * S, 'then the φ deadline, clamped at adaptive_min_timeout')
-  t.equal(sim.state.lateAt! - sim.now, 1500, 'early warning half-way')
+  t.equal(sim.state.lateAt! - sim.now, 3 * S - 1, 'early warning just before the deadline (half of heartbeat_timeout would come after it)')
   t.match(detectorView(sim.state, sim.now, ADAPTIVE), { detector: 'adaptive', rule: 'phi', effectiveDeadline: sim.now + 3 * S, effectiveTimeout: 3, phiThreshold: 8, samples: 60, learnedSeconds: 60 })
   const last = sim.now
   sim.advanceTo(last + 3 * S - 1)

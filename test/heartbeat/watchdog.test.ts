@@ -298,7 +298,7 @@ t.test('technician commands: stop stays stopped across a service restart; start 
 
 t.test('maintenance, guest requests and validation', async (t) => {
   const { w, reverts, run } = await harness(t, { heartbeat_timeout: 0.3 })
-  w.setMaintenance(0.01, 'technician', 'cleaning the screen') // 600 ms
+  await w.setMaintenance(0.01, 'technician', 'cleaning the screen') // 600 ms
   t.match(w.view(), { state: 'maintenance', maintenance: { reason: 'technician', note: 'cleaning the screen' } })
   t.match(w.requestRevert('idle', 'guest'), { outcome: 'refused', why: /maintenance/ })
   await run(550)
@@ -322,9 +322,9 @@ t.test('maintenance, guest requests and validation', async (t) => {
   t.equal(w.view().lastSeq, null, 'a bad seq is dropped, not stored')
   t.equal(w.view().lastStatus?.length, 200)
 
-  w.setMaintenance(null, 'config')
+  await w.setMaintenance(null, 'config')
   t.match(w.view(), { maintenance: { reason: 'config', until: null }, autoRevertEnabled: false })
-  w.clearMaintenance()
+  await w.clearMaintenance()
   t.equal(w.view().autoRevertEnabled, true)
 })
 
@@ -341,6 +341,14 @@ t.test('closing hours: graceful shutdown, no reverts while closed; opening rever
   await run(1000, (v) => v.state === 'grace')
   t.match(reverts[0], { reason: 'schedule_open', source: 'schedule' })
   t.match(await h.domainState('test'), { state: 'running' })
+})
+
+t.test('close() during a closing-time shutdown leaves no timer armed', async (t) => {
+  const { w, clock } = await harness(t, { heartbeat_timeout: 0.3 }, { shutdownTimeoutMs: 60_000 })
+  w.heartbeat()
+  w.schedule(false) // queues the graceful shutdown, which arms its timeout when it has run
+  await w.close()
+  t.equal(clock.pending, 0, 'the shutdown that ran during close() armed nothing')
 })
 
 t.test('a damaged persisted state is reported and ignored, not fatal', async (t) => {
@@ -372,8 +380,12 @@ t.test('close() stops everything: no ticks, no polls, no reverts afterwards', as
   clock.advance(600)
   t.equal(stateReads, reads, 'no poll after close')
   t.same(reverts, [], 'no revert after close, though the deadline passed')
+  // Our own listener sees the destroy's event; a watchdog still subscribed would have seen it too.
+  const seen = new Promise<void>((resolve) => { const off = h.onLifecycle((e) => { if (e.type === 'stopped') { off(); resolve() } }) })
   await h.destroy('test')
-  await sleep(200)
+  await seen
+  await w.settled()
+  await clock.flush()
   t.same(reverts, [], 'lifecycle events are no longer followed')
 })
 
@@ -421,7 +433,7 @@ t.test('with the real store (state file + JSONL audit trail) in a scratch direct
   clock.advance(300)
   await waitFor(w, (v) => v.state === 'grace', 'a revert')
   w.heartbeat({ seq: 1 })
-  w.setMaintenance(null)
+  await w.setMaintenance(null)
   await w.close()
   const saved = parsePersistedState(JSON.parse(await readFile(join(dir, 'state', 'test.json'), 'utf8')))
   t.match(saved, { maintenance: { reason: 'technician' }, lastRevert: { reason: 'no_heartbeat_after_start', outcome: 'recovered' } })

@@ -126,8 +126,10 @@ t.test('lifecycle events arrive as typed JS events', async (t) => {
     { domain: 'test', type: 'started', detailName: 'from_snapshot' }
   ])
   off()
+  // A listener still subscribed sees the next event; by then the removed one would have too.
+  const next = new Promise<void>((resolve) => { const offNext = h.onLifecycle(() => { offNext(); resolve() }) })
   await h.destroy('test')
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  await next
   t.equal(seen.length, 2, 'no events after unsubscribing')
 })
 

@@ -48,11 +48,11 @@ t.test('every kvw_ series, from the watchdog and libvirt', async (t) => {
   m = parse((await app.inject({ url: '/metrics' })).body)
   t.equal(m.get('kvw_heartbeat_age_seconds{vm="test"}'), 5.5)
 
-  w.setMaintenance(30)
+  await w.setMaintenance(30)
   m = parse((await app.inject({ url: '/metrics' })).body)
   t.equal(m.get('kvw_maintenance{vm="test"}'), 1)
   t.equal(m.get('kvw_watchdog_state{vm="test",state="maintenance"}'), 1)
-  w.clearMaintenance()
+  await w.clearMaintenance()
 })
 
 t.test('a revert is counted by reason and outcome, with its duration', async (t) => {

@@ -111,8 +111,8 @@ t.test('at most one message a second, however busy the watchdog', async (t) => {
     clock.advance(50)
     w.heartbeat({ seq })
     beatsAt.push(clock.now())
-    if (seq % 5 === 0) w.setMaintenance(30)
-    if (seq % 5 === 2) w.clearMaintenance()
+    if (seq % 5 === 0) await w.setMaintenance(30)
+    if (seq % 5 === 2) await w.clearMaintenance()
   }
   const end = clock.now()
   // A tick after the burst: once it has arrived, so has everything sent before it.

@@ -155,6 +155,17 @@ t.test('token guesses on guest routes from outside the guest networks are limite
   t.equal(app.watchdogs.get('test')!.view().heartbeatsTotal, 0, 'none of them counted')
 })
 
+t.test('a flood from outside the guest networks: refused 403, then 429 and not logged line by line', async (t) => {
+  const lines: Array<{ level: number, msg: string }> = []
+  const logger = pino({ level: 'info' }, new Writable({ write (chunk, _enc, cb) { lines.push(JSON.parse(String(chunk))); cb() } }))
+  const { app } = await build(t, { logger, config: { security: { rate_limit_guest: 5 } } })
+  const statuses: number[] = []
+  for (let i = 0; i < 50; i++) statuses.push((await app.inject({ url: '/api/v1/heartbeat', remoteAddress: '203.0.113.9' })).statusCode)
+  t.same(statuses, [...Array(5).fill(403), ...Array(45).fill(429)], 'five refusals, then the limit')
+  t.equal(lines.filter((l) => l.msg === 'request refused' && l.level >= 30).length, 5, 'five info lines, not fifty')
+  t.equal(app.watchdogs.get('test')!.view().heartbeatsTotal, 0, 'none of them counted')
+})
+
 t.test('WindowCounter: fixed windows on the given clock, bounded', async (t) => {
   let now = 1_000_000
   const c = new WindowCounter(60_000, () => now, 3)

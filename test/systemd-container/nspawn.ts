@@ -7,7 +7,7 @@
 // - The host has no systemd/D-Bus: --register=no --keep-unit, from a cgroup of our own, and
 //   commands run inside through nsenter into the container's PID 1.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -42,6 +42,13 @@ function removeCgroup (dir: string): void {
   if (!existsSync(dir)) return
   for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroup(join(dir, e.name))
   try { rmdirSync(dir) } catch {}
+}
+
+/** The processes in our cgroup tree: the container's and nspawn's only (the tree is ours alone). */
+function cgroupPids (dir: string): number[] {
+  if (!existsSync(dir)) return []
+  const own = (() => { try { return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number) } catch { return [] } })()
+  return [...own, ...readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) => cgroupPids(join(dir, e.name)))]
 }
 
 export class Container {
@@ -143,20 +150,32 @@ export class Container {
     }
   }
 
-  async halt (): Promise<void> {
-    if (this.#nspawn.exitCode === null) {
+  #halted: Promise<void> | null = null
+
+  /** Powers the container off (SIGTERM to nspawn); whatever is left after 30 s is killed. Idempotent. */
+  halt (): Promise<void> {
+    this.#halted ??= this.#halt()
+    return this.#halted
+  }
+
+  async #halt (): Promise<void> {
+    if (this.#nspawn.exitCode === null && this.#nspawn.signalCode === null) {
+      const exited = new Promise((resolve) => this.#nspawn.once('exit', resolve))
       this.#nspawn.kill('SIGTERM')
-      const exited = await Promise.race([new Promise((resolve) => this.#nspawn.once('exit', resolve)), delay(20_000).then(() => false)])
-      if (exited === false) {
-        // nspawn did not finish: end what is left in our cgroup (only the container's processes).
-        for (const c of this.#cgroups) {
-          try { writeFileSync(join(c, 'cgroup.kill'), '1') } catch {}
-        }
-        this.#nspawn.kill('SIGKILL')
-        try { process.kill(this.pid1, 'SIGKILL') } catch {}
-        await delay(1000)
-      }
+      await Promise.race([exited, delay(30_000)])
     }
-    for (const c of this.#cgroups) removeCgroup(c)
+    // A container whose nspawn died survives it (its PID 1 is reparented): kill its PID 1, which
+    // ends its PID namespace, then anything still in our cgroup tree (only ever ours).
+    for (let round = 0; round < 50; round++) {
+      const left = [...new Set(this.#cgroups.flatMap(cgroupPids))]
+      if (left.length === 0) break
+      const victims = round === 0 && left.includes(this.pid1) ? [this.pid1] : left
+      for (const pid of victims) { try { process.kill(pid, 'SIGKILL') } catch {} }
+      await delay(200)
+    }
+    for (let i = 0; i < 25 && this.#cgroups.some((c) => existsSync(c)); i++) {
+      for (const c of this.#cgroups) removeCgroup(c)
+      if (this.#cgroups.some((c) => existsSync(c))) await delay(200)
+    }
   }
 }

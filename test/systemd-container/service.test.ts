@@ -32,9 +32,12 @@ async function suite (): Promise<void> {
   t.teardown(() => rmSync(scratch, { recursive: true, force: true }))
 
   // --- what is installed: this checkout, built and packaged -----------------------------------
-  const dist = join(scratch, 'dist')
-  const build = spawnSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(ROOT, 'tsconfig.build.json'), '--outDir', dist, '--noCheck'], { encoding: 'utf8' })
-  if (build.status !== 0 && !statSync(join(dist, 'cli.js'), { throwIfNoEntry: false })) throw new Error(`build failed: ${build.stdout}${build.stderr}`)
+  // KVW_SUITE_DIST: package another build instead (e.g. an older commit's, to see these checks fail on it).
+  const dist = process.env['KVW_SUITE_DIST'] ?? join(scratch, 'dist')
+  if (process.env['KVW_SUITE_DIST'] === undefined) {
+    const build = spawnSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(ROOT, 'tsconfig.build.json'), '--outDir', dist, '--noCheck'], { encoding: 'utf8' })
+    if (build.status !== 0 && !statSync(join(dist, 'cli.js'), { throwIfNoEntry: false })) throw new Error(`build failed: ${build.stdout}${build.stderr}`)
+  }
   const pack = (version: string): string => {
     const r = spawnSync('sh', [join(ROOT, 'scripts/package-deb.sh'), '--out', scratch, '--dist', dist, '--version', version], { encoding: 'utf8', timeout: 600_000 })
     if (r.status !== 0) throw new Error(`package-deb.sh failed: ${r.stdout}${r.stderr}`)
@@ -167,7 +170,6 @@ async function suite (): Promise<void> {
     c.ok(`systemctl mask --runtime ${LIBVIRTD} && systemctl stop ${LIBVIRTD}`, 60_000)
     // A short start grace, so that "no revert before libvirt" is tested within seconds.
     c.ok("sed -i 's/^startup_grace: .*/startup_grace: 2/; s/^heartbeat_timeout: .*/heartbeat_timeout: 2/' /etc/kiosk-vm-watchdog/config.yaml")
-    const since = c.ok('date +%s').trim()
     const t0 = Date.now()
     const r = c.sh(`systemctl start ${UNIT}`, 120_000)
     const ms = Date.now() - t0
@@ -176,7 +178,10 @@ async function suite (): Promise<void> {
     t.ok(ms < 30_000, 'READY=1 does not wait for libvirt (was 91 s)')
     t.match(show('StatusText'), /waiting for libvirt at qemu:\/\/\/system/)
     await delay(6000) // three times the start grace
-    const logs = c.sh(`journalctl -u ${UNIT} --since @${since} -o cat | grep '^{' | jq -r .msg`).out
+    // This start's lines only (a --since second may still hold the last lines of the stop before).
+    const invocation = show('InvocationID')
+    const logs = c.sh(`journalctl _SYSTEMD_INVOCATION_ID=${invocation} -o cat | grep '^{' | jq -r .msg`).out
+    t.match(logs, /watchdog started/, `the journal of this start (invocation ${invocation})`)
     // The start grace counts from the first VM state read, not from the service start.
     t.notMatch(logs, /revert/i, 'no revert attempted before libvirt answered')
     c.ok(`systemctl unmask --runtime ${LIBVIRTD} && systemctl start libvirtd.socket libvirtd.service`, 60_000)
@@ -327,5 +332,14 @@ async function suite (): Promise<void> {
     const after = manifest()
     const diff = (a: string, b: string) => { const had = new Set(b.split('\n')); return a.split('\n').filter((l) => !had.has(l)) }
     t.same({ added: diff(after, before), removed: diff(before, after) }, { added: [], removed: [] }, 'the rootfs is as before the install')
+  })
+
+  // Halted in a subtest, not only in a teardown: tap waits for a subtest, and a container whose
+  // nspawn is killed with the test process would outlive it.
+  await t.test('the container halts and leaves nothing running', async (t) => {
+    const t0 = Date.now()
+    await c.halt()
+    t.comment(`container halted in ${Date.now() - t0} ms`)
+    t.equal(spawnSync('sh', ['-c', `ls -d /sys/fs/cgroup/*/${c.name} 2>/dev/null`], { encoding: 'utf8' }).stdout, '', 'its cgroups are gone')
   })
 }

@@ -21,7 +21,7 @@ export interface HeartbeatDeadlines {
  * (healthy or late): a boot, a grace or maintenance says nothing about the guest's rhythm.
  * The revert is due where φ reaches the threshold, clamped to [adaptive_min_timeout,
  * heartbeat_timeout]; with too few gaps, at heartbeat_timeout. The early warning ('late') is
- * half-way to it.
+ * at half of heartbeat_timeout, or just before the deadline when that comes sooner.
  */
 export function heartbeatDeadlines (prev: WatchdogState, now: number, t: Timing): HeartbeatDeadlines {
   let gapWindow = prev.gapWindow
@@ -30,7 +30,11 @@ export function heartbeatDeadlines (prev: WatchdogState, now: number, t: Timing)
   }
   const model = t.adaptive ? fitModel(gapWindow, t.adaptiveLearningMs) : null
   const afterMs = model === null ? t.timeoutMs : crossingMs(model, t.phiThreshold, t.adaptiveMinMs, t.timeoutMs)
-  return { lateAt: now + Math.floor(afterMs / 2), timeoutAt: now + afterMs, gapWindow }
+  // 'late' where the fixed detector would say it (half of heartbeat_timeout), but never after the
+  // revert is due and never before half-way to it: a short adaptive deadline does not turn every
+  // ordinary 1.5 s gap of a 1 Hz guest into a warning.
+  const lateMs = Math.max(Math.floor(afterMs / 2), Math.min(t.lateMs, afterMs - 1))
+  return { lateAt: now + lateMs, timeoutAt: now + afterMs, gapWindow }
 }
 
 /** The earliest time at which a `tick` must be fed, or null when nothing is due on its own. */
