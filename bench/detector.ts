@@ -13,7 +13,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { initialState, nextDeadline, step, type MachineEvent, type MachineSettings, type WatchdogState } from '../src/heartbeat/machine.ts'
-import { mulberry32 } from './lib.ts'
+import { mulberry32 } from '../harness/prng.ts'
 
 const { values } = parseArgs({ options: { days: { type: 'string' }, hangs: { type: 'string' }, seed: { type: 'string' } } })
 const days = Number(values.days ?? 7)

@@ -67,15 +67,3 @@ export function reportFailure (err: unknown, service: ServiceProcess | null | un
   console.error(err)
   if (service) console.error(service.logs.slice(-30).map((l) => JSON.stringify(l)).join('\n'))
 }
-
-/** mulberry32, a small seedable PRNG (the one test/helpers/prng.ts gives the tests; bench/ does not import test/). */
-export function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine (as root): packages, npm ci, lint, typecheck,
-# tests (unit, API, real-libvirtd/QEMU end-to-end, browser). .ci/run calls exactly this.
+# tests (`npm test`: unit, API, browser and real-systemd tests first, then the real-libvirtd/QEMU
+# end-to-end files). .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh test

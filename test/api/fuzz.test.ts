@@ -5,7 +5,7 @@
 import t from 'tap'
 import type { InjectOptions } from 'fastify'
 import { build, call, until } from './helpers.ts'
-import { mulberry32 as prng } from '../helpers/prng.ts'
+import { mulberry32 as prng } from '../../harness/prng.ts'
 
 const SEED = Number(process.env.KVW_FUZZ_SEED ?? 0x5eed_2026)
 const REQUESTS = Number(process.env.KVW_FUZZ_REQUESTS ?? 1500)

@@ -5,7 +5,7 @@ import {
   PHI_EPOCHS, PHI_EPOCH_GAPS, PHI_MIN_SAMPLES, addGap, crossingMs, detectorView, emptyWindow, fitModel, initialState,
   nextDeadline, phi, step, type Action, type GapWindow, type MachineEvent, type MachineSettings, type WatchdogState
 } from '../../src/heartbeat/machine.ts'
-import { mulberry32 } from '../helpers/prng.ts'
+import { mulberry32 } from '../../harness/prng.ts'
 
 const T0 = 1_700_000_000_000
 const S = 1000

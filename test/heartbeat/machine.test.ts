@@ -6,7 +6,7 @@ import {
   type Action, type MachineEvent, type MachineSettings, type StepResult, type WatchdogState
 } from '../../src/heartbeat/machine.ts'
 import { parsePersistedState, type PersistedWatchdogState } from '../../src/heartbeat/persisted.ts'
-import { mulberry32 } from '../helpers/prng.ts'
+import { mulberry32 } from '../../harness/prng.ts'
 
 const T0 = 1_700_000_000_000
 const S = 1000

@@ -92,7 +92,7 @@ t.test('the directives the service relies on are there, as systemd reads them', 
   t.same(directive('NotifyAccess'), ['main'])
   t.same(directive('WatchdogSec'), ['30'])
   t.same(directive('Restart'), ['always'])
-  t.same(directive('RestartPreventExitStatus'), ['78'], 'a bad config (EX_CONFIG) is not restarted in a loop')
+  t.same(directive('RestartPreventExitStatus'), ['73 78'], 'a bad config (EX_CONFIG) or a data directory in use is not restarted in a loop')
   t.same(directive('ExecStart'), ['/usr/bin/node /opt/kiosk-vm-watchdog/dist/cli.js serve'])
   t.match(directive('Environment').join(' '), /KVW_CONFIG=\/etc\/kiosk-vm-watchdog\/config\.yaml/)
   t.match(directive('Environment').join(' '), /KVW_DATA_DIR=%S\/kiosk-vm-watchdog/)

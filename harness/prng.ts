@@ -1,4 +1,4 @@
-/** mulberry32: a small seedable PRNG, good enough to pick test inputs reproducibly. */
+/** mulberry32: a small seedable PRNG, to pick test inputs and bench traces reproducibly (shared by test/ and bench/). */
 export function mulberry32 (seed: number): () => number {
   let a = seed >>> 0
   return () => {
