@@ -24,6 +24,9 @@ import type {
 
 export type * from './watchdog-types.ts'
 
+/** What feeding one event to the machine started. */
+interface Fed { result: StepResult, done: Promise<void>, audited: Promise<void> }
+
 const REVERT_SOURCES_ALLOWED: readonly RequestSource[] = ['guest', 'technician', 'schedule', 'screen']
 
 export class Watchdog extends EventEmitter<WatchdogEvents> {
@@ -203,7 +206,8 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   /**
    * Maintenance: no automatic or guest reverts. `minutes` null = until cleared. reason 'config'
    * is EVC's /revert/disable (auto revert off); 'technician' a technician at work.
-   * Saved first, then applied: the promise resolves once both are done. When saving fails nothing
+   * Saved first, then applied: the promise resolves once both are done and the change is in the
+   * audit trail (a failed audit write is logged, not thrown). When saving fails nothing
    * changes (the old setting stays in force and visible) and it rejects with STATE_NOT_SAVED (503).
    * Bad arguments throw at once.
    */
@@ -214,19 +218,19 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     }
     if (reason !== 'technician' && reason !== 'config') throw new AppError('BAD_REQUEST', 'maintenance reason must be technician or config')
     const until = minutes === null ? null : this.#clock.now() + Math.round(minutes * 60_000)
-    return this.#saveThenApply({ type: 'maintenance_on', until, reason, note: typeof note === 'string' ? note.slice(0, 500) : null }).then(() => {})
+    return this.#saveThenApply({ type: 'maintenance_on', until, reason, note: typeof note === 'string' ? note.slice(0, 500) : null }).then(this.#confirmed)
   }
 
   /** Ends maintenance; the promise works as setMaintenance's. */
   clearMaintenance (): Promise<void> {
     this.#ready()
-    return this.#saveThenApply({ type: 'maintenance_off' }).then(() => {})
+    return this.#saveThenApply({ type: 'maintenance_off' }).then(this.#confirmed)
   }
 
   /** Clears 'exhausted' (a technician fixed the cause); the promise works as setMaintenance's. */
   reset (): Promise<void> {
     this.#ready()
-    return this.#saveThenApply({ type: 'reset' }).then(() => {})
+    return this.#saveThenApply({ type: 'reset' }).then(this.#confirmed)
   }
 
   /** Opening hours: false = closed (maintenance + graceful shutdown), true = open (revert, if it was closed). */
@@ -264,7 +268,8 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     if (this.#state === null) throw new AppError('NOT_READY', `the watchdog of VM "${this.name}" has not started yet`)
   }
 
-  #feed (event: MachineEvent): { result: StepResult, done: Promise<void> } | null {
+  /** `done`: every action started has finished; `audited`: its audit entries are written (failures logged). */
+  #feed (event: MachineEvent): Fed | null {
     const before = this.#state
     if (before === null) return null
     const now = this.#clock.now()
@@ -277,15 +282,17 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     }
     this.#state = result.state
     const done: Promise<void>[] = []
+    const audited: Promise<void>[] = []
     for (const action of result.actions) {
       const p = this.#execute(action, now)
       if (p) done.push(p)
+      if (p && action.type === 'audit') audited.push(p)
     }
     this.#arm()
     if (result.actions.length > 0 || publicState(before, now) !== publicState(result.state, now)) {
       if (this.listenerCount('change') > 0) this.emit('change', this.view())
     }
-    return { result, done: Promise.all(done).then(() => {}) }
+    return { result, done: Promise.all(done).then(() => {}), audited: Promise.all(audited).then(() => {}) }
   }
 
   #arm (): void {
@@ -372,13 +379,19 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     return run
   }
 
+  /** Resolves once the change's audit entries are written; a change that was not made is no 2xx. */
+  readonly #confirmed = async (fed: Fed | null): Promise<void> => {
+    if (fed === null) throw new AppError('NOT_READY', `the watchdog of VM "${this.name}" is shutting down: the change was not made`)
+    await fed.audited
+  }
+
   /**
    * A technician's change (maintenance, reset, stop, start): saves what `event` makes of the
    * state, then applies it, both in one step of the save chain (no other save can come between,
    * so the file never loses the change once it held it). When the save fails nothing is applied:
    * the old setting stays in force and visible, and it rejects with STATE_NOT_SAVED.
    */
-  async #saveThenApply (event: MachineEvent): Promise<{ result: StepResult, done: Promise<void> } | null> {
+  async #saveThenApply (event: MachineEvent): Promise<Fed | null> {
     let saveError: unknown = null
     const run = this.#saveChain.then(async () => {
       if (this.#state === null) return null

@@ -170,6 +170,7 @@ t.test('watchdog: a change whose save fails is not made; a heartbeat that came m
   t.teardown(() => hypervisor.close())
   const clock = new FakeClock(Date.UTC(2026, 10, 23, 12))
   const saves: Array<{ reject: (err: Error) => void, resolve: () => void }> = []
+  let held = true
   const audit: Array<Record<string, unknown>> = []
   const w = newWatchdog({
     vm: parseConfig({}, {}).vms[0]!,
@@ -177,7 +178,8 @@ t.test('watchdog: a change whose save fails is not made; a heartbeat that came m
     log: { debug () {}, info () {}, warn () {}, error () {} },
     clock,
     timers: clock,
-    persistence: { load: async () => null, save: () => new Promise<void>((resolve, reject) => { saves.push({ resolve, reject }) }) },
+    // Each save waits for the test to settle it, until `held` is switched off at the end.
+    persistence: { load: async () => null, save: () => held ? new Promise<void>((resolve, reject) => { saves.push({ resolve, reject }) }) : Promise.resolve() },
     audit: { append: async (entry) => { audit.push(entry) } }
   })
   const started = w.start()
@@ -198,8 +200,21 @@ t.test('watchdog: a change whose save fails is not made; a heartbeat that came m
   t.equal(w.view().lastSeq, 7, 'the heartbeat that came during the save is kept')
   t.match(audit.at(-1), { kind: 'change_not_saved', reason: 'maintenance_on' })
 
+  const settleSaves = async () => { // saves the steps above queued (e.g. the heartbeat's) go through
+    for (let i = 0; i < 3; i++) { while (saves.length > 0) saves.shift()!.resolve(); await clock.flush() }
+  }
+  await settleSaves()
+  const stop = w.stopVm()
+  await clock.flush()
+  faults++
+  saves.shift()!.reject(new Error('EROFS'))
+  await t.rejects(stop, { code: 'STATE_NOT_SAVED' })
+  t.match(await hypervisor.domainState('test'), { state: 'running' }, 'a stop that cannot be saved is not carried out')
+  t.equal(w.view().maintenance, null)
+
   // A change that fails, then one that succeeds, both asked for while a save is under way: the
   // one acknowledged (200) is the one in force.
+  await settleSaves()
   const first = w.setMaintenance(null, 'technician')
   const second = w.setMaintenance(30, 'technician')
   await clock.flush()
@@ -211,13 +226,7 @@ t.test('watchdog: a change whose save fails is not made; a heartbeat that came m
   await second
   t.match(w.view().maintenance, { reason: 'technician', until: clock.now() + 30 * 60_000 }, 'the acknowledged 30 minutes are in force, not the refused indefinite one')
 
-  const stop = w.stopVm()
-  await clock.flush()
-  faults++
-  saves.shift()!.reject(new Error('EROFS'))
-  await t.rejects(stop, { code: 'STATE_NOT_SAVED' })
-  t.match(await hypervisor.domainState('test'), { state: 'running' }, 'a stop that cannot be saved is not carried out')
-  t.equal(w.view().maintenance, null)
+  held = false
   while (saves.length > 0) saves.shift()!.resolve()
 })
 
