@@ -87,10 +87,11 @@ const settingsList: Array<{ label: string, s: MachineSettings }> = [
   { label: 'fixed, timeout 7 s', s: { ...BASE, heartbeat_timeout: 7 } },
   { label: 'fixed, timeout 4 s', s: { ...BASE, heartbeat_timeout: 4 } }
 ]
+const DAY_S = 24 * 3600
 for (const threshold of [2, 4, 8, 16]) {
-  settingsList.push({ label: `adaptive φ ${threshold}, min 3 s`, s: { ...BASE, heartbeat_detector: 'adaptive', phi_threshold: threshold } })
+  settingsList.push({ label: `adaptive φ ${threshold}, min 3 s, learning 24 h`, s: { ...BASE, heartbeat_detector: 'adaptive', phi_threshold: threshold, adaptive_learning: DAY_S } })
 }
-settingsList.push({ label: 'adaptive φ 8, min 3 s, learning 10 min', s: { ...BASE, heartbeat_detector: 'adaptive', adaptive_learning: 600 } })
+settingsList.push({ label: 'adaptive φ 8, min 3 s, learning 1 h', s: { ...BASE, heartbeat_detector: 'adaptive', adaptive_learning: 3600 } })
 settingsList.push({ label: 'adaptive φ 8, min 3 s, learning 8 h', s: { ...BASE, heartbeat_detector: 'adaptive', adaptive_learning: 8 * 3600 } })
 
 // ------------------------------------------------------------------------------------------------
@@ -120,9 +121,11 @@ interface Result { detection: number[], falseReverts: number, days: number }
 function replay (trace: Trace, s: MachineSettings, hangSeed: number): Result {
   const rnd = mulberry32(hangSeed)
   const total = trace.gaps.length
-  // Hangs at seeded random beats, after the first hour (past the start).
+  // Hangs at seeded random beats once learning is over (at least past the first hour): the
+  // detection a guest gets from its second day on. While learning, heartbeat_timeout rules.
+  const from = Math.max(3600, s.heartbeat_detector === 'adaptive' ? s.adaptive_learning : 0) + 100
   const hangAt = new Set<number>()
-  while (hangAt.size < Math.min(hangCount, total - 3700)) hangAt.add(3600 + Math.floor(rnd() * (total - 3700)))
+  while (hangAt.size < Math.min(hangCount, total - from)) hangAt.add(from + Math.floor(rnd() * (total - from)))
   let now = T0
   let st = initialState(null, now, s)
   st = feed(st, { type: 'heartbeat' }, now, s).st

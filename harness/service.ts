@@ -62,7 +62,8 @@ export const E2E_HEARTBEAT_TIMEOUT_S = 10
 export const E2E_STARTUP_GRACE_S = 30
 
 /**
- * Writes a config for an e2e run: loopback only, deadlines for a guest beating once a second
+ * Writes a config for an e2e run: loopback only (listed as a guest network: QEMU user
+ * networking), deadlines for a guest beating once a second
  * (heartbeat_timeout E2E_HEARTBEAT_TIMEOUT_S, startup_grace E2E_STARTUP_GRACE_S,
  * post_revert_grace 60 s), room for many reverts, rate limits out of the way of a test that polls
  * the status every 100 ms. The file is JSON (a subset of YAML).
@@ -89,8 +90,14 @@ export async function writeServiceConfig (options: ServiceConfigOptions): Promis
     libvirt_keepalive_interval: 2,
     libvirt_keepalive_count: 3,
     libvirt_reconnect_max: 2,
-    security: { rate_limit_read: 1_000_000, rate_limit_admin: 100_000, rate_limit_guest: 100_000 },
-    ...options.extra
+    ...options.extra,
+    // QEMU user networking: the guest's requests come from the host's loopback, so loopback is
+    // listed as a guest network (the default is libvirt's NAT network only). A test's own
+    // `security` replaces the rate limits below (the flood test wants the defaults), not this.
+    security: {
+      guest_networks: ['127.0.0.0/8', '::1'],
+      ...((options.extra?.security as Record<string, unknown> | undefined) ?? { rate_limit_read: 1_000_000, rate_limit_admin: 100_000, rate_limit_guest: 100_000 })
+    }
   }
   const file = join(dir, 'config.yaml')
   await writeFile(file, JSON.stringify(config, null, 2) + '\n')

@@ -48,6 +48,7 @@ async function stream () {
       setLive('connecting')
       const res = await fetch(API + '/events/stream', { headers: { accept: 'text/event-stream', ...authHeaders() } })
       if (res.status === 401 || res.status === 403) {
+        if (res.status === 401 && await loginNeeded()) return
         setLive('denied')
         say('The live view needs the admin token: enter it above.', 'error')
         await sleep(5000)
@@ -234,13 +235,37 @@ $('#token-form').addEventListener('submit', (e) => {
 })
 $('#token-forget').addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); showToken(); say('Admin token forgotten.') })
 
+// --- login session (read_requires_token: a browser cannot send the Authorization header) -----------
+
+/** Sends the browser to the login page when reads need a token it does not have; true if it did. */
+async function loginNeeded () {
+  const { status, body } = await call('GET', API + '/session').catch(() => ({ status: 0, body: null }))
+  if (status !== 200 || !body) return false
+  $('#logout').hidden = !body.logged_in
+  if (body.read_requires_token && body.login_available && !body.logged_in && !token()) {
+    window.location.replace('/ui/login')
+    return true
+  }
+  return false
+}
+
+$('#logout').addEventListener('click', async () => {
+  const { status, body } = await call('DELETE', API + '/session').catch(() => ({ status: 0, body: null }))
+  if (status !== 200) { say(`Log out failed (HTTP ${status}): ${body && body.error ? body.error.message : 'no details'}`, 'error'); return }
+  $('#logout').hidden = true
+  if (!await loginNeeded()) say('Logged out.', 'ok')
+})
+
 async function loadStatus () {
   const { status, body } = await call('GET', API + '/status').catch(() => ({ status: 0, body: null }))
   if (status === 200 && body) $('#version').textContent = 'v' + body.version
 }
 
 showToken()
-loadStatus()
-loadHistory()
-setInterval(loadHistory, 15000)
-stream()
+loginNeeded().then((away) => {
+  if (away) return
+  loadStatus()
+  loadHistory()
+  setInterval(loadHistory, 15000)
+  stream()
+})

@@ -9,7 +9,7 @@ set -euo pipefail
 profile=${1:-runtime}
 runtime=(libvirt0 libvirt-clients)
 test=(libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static tini cpio kmod
-      prometheus chromium systemd python3 socat debootstrap systemd-container)
+      prometheus prometheus-alertmanager chromium systemd python3 socat debootstrap systemd-container)
 case "$profile" in
   runtime) wanted=("${runtime[@]}") ;;
   test) wanted=("${runtime[@]}" "${test[@]}") ;;

@@ -155,10 +155,15 @@ if [ "$(readlink "$wants/kiosk-viewer.service" 2>/dev/null)" != ../kiosk-viewer.
   units_changed=yes
 fi
 
-# The configuration: the repository's example, pointed at the host's libvirt.
-sed -e 's|^libvirt_uri: test:///default$|libvirt_uri: qemu:///system|' "$repo/config.yaml" > "$work/config.yaml"
+# The configuration: the repository's example, pointed at the host's libvirt and at the state
+# directory systemd gives the service (absolute, so `doctor` run as the service user from any
+# directory reads the service's data; a relative data_dir would be relative to /etc/$NAME).
+sed -e 's|^libvirt_uri: test:///default$|libvirt_uri: qemu:///system|' \
+  -e "s|^data_dir: \\./data\$|data_dir: /var/lib/$NAME|" "$repo/config.yaml" > "$work/config.yaml"
 grep -q '^libvirt_uri: qemu:///system$' "$work/config.yaml" ||
   say "warning: config.yaml has no 'libvirt_uri: test:///default' line to point at qemu:///system; check libvirt_uri"
+grep -q "^data_dir: /var/lib/$NAME\$" "$work/config.yaml" ||
+  say "warning: config.yaml has no 'data_dir: ./data' line to point at /var/lib/$NAME; check data_dir"
 confdir=$destdir/etc/$NAME
 config=$confdir/config.yaml
 if [ ! -e "$config" ]; then

@@ -9,13 +9,16 @@ import { realTimers, systemClock, type Clock, type TimerPort } from './ports/ind
 import errorsPlugin, { frameworkErrors } from './plugins/errors.ts'
 import hypervisorPlugin from './plugins/hypervisor.ts'
 import alertsPlugin from './plugins/alerts.ts'
+import availabilityPlugin from './plugins/availability.ts'
 import dashboardPlugin from './plugins/dashboard.ts'
 import docsPlugin from './plugins/docs.ts'
 import metricsPlugin from './plugins/metrics.ts'
 import securityPlugin from './plugins/security.ts'
+import sessionPlugin from './plugins/session.ts'
 import apiRoutes from './routes/index.ts'
 import vmsPlugin from './plugins/vms.ts'
 import streamRoutes from './routes/stream.ts'
+import sessionRoutes from './routes/session.ts'
 
 export interface BuildAppOptions {
   config: LoadedConfig
@@ -65,14 +68,19 @@ export async function buildApp (options: BuildAppOptions): Promise<FastifyInstan
   await app.register(hypervisorPlugin, { hypervisor: options.hypervisor })
   // Before any route: it adds the access check and rate limit to each route as it is registered.
   await app.register(securityPlugin)
+  // The dashboard's login sessions, which the security plugin accepts in place of the token.
+  await app.register(sessionPlugin)
   // Also before the routes: it collects them into the OpenAPI document (/docs).
   await app.register(docsPlugin)
   // One watchdog per VM (with snapshots, persisted state and the audit trail).
   await app.register(vmsPlugin)
+  // Each VM's state changes, for the availability figures (before the metrics, which read them).
+  await app.register(availabilityPlugin)
   // Observers of the watchdogs (they subscribe when the app is ready).
   await app.register(metricsPlugin)
   await app.register(alertsPlugin)
   await app.register(streamRoutes)
+  await app.register(sessionRoutes, { prefix: '/api/v1' })
   await app.register(dashboardPlugin)
   await app.register(apiRoutes, { prefix: '/api/v1', ...(options.doctorHost ? { doctorHost: options.doctorHost } : {}) })
   return app

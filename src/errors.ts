@@ -1,6 +1,6 @@
 // The one registry of error codes the API answers with. A route throws an AppError with a code
-// from here; the error handler in plugins/errors.ts turns it into `{ error: { code, message } }`
-// with the registered status. 5xx messages are replaced by the registered text so internals never
+// from here; the error handler in plugins/errors.ts turns it into
+// `{ error: { code, message, details? }, detail }` with the registered status. 5xx messages are replaced by the registered text so internals never
 // leak.
 
 export const ERROR_CODES = {
@@ -15,11 +15,13 @@ export const ERROR_CODES = {
   METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed' },
   CONFLICT: { status: 409, message: 'The action conflicts with the current state' },
   NO_REVISION: { status: 409, message: 'There is no earlier revision to roll back to' },
+  SNAPSHOT_VM_NOT_RUNNING: { status: 409, message: 'The VM is not running: a snapshot now would hold no memory state, and a revert to it would boot the VM from disk. Start the VM first, or pass allow_stopped=true' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported content type' },
   RATE_LIMITED: { status: 429, message: 'Too many requests' },
   INTERNAL: { status: 500, message: 'Internal error' },
   LIBVIRT_ERROR: { status: 502, message: 'libvirt refused the operation' },
+  SNAPSHOT_KEPT_AS_REVISION: { status: 502, message: 'The old snapshot was deleted, but libvirt refused to create the new one under its name: the new state is kept under a temporary revision name (NAME~STAMP, see GET /api/v1/snapshots), which reverts use. Try the create again' },
   LIBVIRT_UNAVAILABLE: { status: 503, message: 'libvirt is not reachable' },
   NOT_READY: { status: 503, message: 'The service is not ready' },
   AUDIT_UNREADABLE: { status: 503, message: 'The audit trail cannot be read: audit.jsonl in the data directory is damaged or not a file (the service log names it)' },
@@ -42,7 +44,16 @@ export class AppError extends Error {
   }
 }
 
-/** The body every error response has. */
+/**
+ * The body every error response has. `detail` repeats the message as exhibition-vm-controller
+ * (FastAPI) put it: EVC's web UI and scripts show `detail` from a failed call.
+ */
 export interface ErrorBody {
   error: { code: string, message: string, details?: Record<string, unknown> }
+  detail: string
+}
+
+/** The error body of CODE with MESSAGE (and DETAILS), `detail` included. */
+export function errorBodyOf (code: ErrorCode, message: string, details?: Record<string, unknown>): ErrorBody {
+  return { error: { code, message, ...(details ? { details } : {}) }, detail: message }
 }

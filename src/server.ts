@@ -38,6 +38,7 @@ export async function serve (configFile: string | null, env: NodeJS.ProcessEnv =
   // code as this service): a listener of our own replaces that, and does nothing.
   process.on('SIGUSR1', () => log.info({ signal: 'SIGUSR1' }, 'SIGUSR1 ignored'))
   log.info({ version: VERSION, configFile: loaded.file, vms: loaded.vms.map((v) => v.name), libvirt: config.libvirt_uri }, 'starting')
+  for (const warning of loaded.warnings) log.warn({ configFile: loaded.file }, `config: ${warning}`)
 
   // Before anything touches libvirt or the data directory: one instance per data directory, and
   // the ports free (a second instance must not start a watchdog or create a snapshot, then die).
@@ -160,6 +161,7 @@ async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Noti
     if (err) app.log.error({ err }, 'stopping after an unexpected error')
     else app.log.info({ signal }, 'stopping; the VM is left as it is')
     stopPings()
+    status.close()
     notifier.stopping()
     await app.close()
     await lock.release()
@@ -170,12 +172,13 @@ async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Noti
   let everConnected = hypervisor.connected
   const status = statusUpdater(notifier, () => statusLine({
     listening, uri: hypervisor.uri, connected: hypervisor.connected, everConnected, views: [...app.watchdogs.values()].map((w) => w.view())
-  }))
+  }), app.timers)
   hypervisor.onConnection((event) => {
     if (event.type === 'connected') everConnected = true
-    status.update()
+    status.updateSoon()
   })
-  for (const watchdog of app.watchdogs.values()) watchdog.on('change', () => status.update())
+  // The line walks every VM: coalesced, so N VMs changing at once cost one line, not N (issue 15).
+  for (const watchdog of app.watchdogs.values()) watchdog.on('change', () => status.updateSoon())
   status.ready()
 }
 

@@ -13,7 +13,7 @@ const LAYERS = [
   ['routes'],
   ['plugins'],
   ['doctor'],
-  ['heartbeat', 'snapshot', 'alerts'],
+  ['heartbeat', 'snapshot', 'alerts', 'availability'],
   ['config'],
   ['schedule', 'screen', 'store', 'systemd'],
   ['libvirt'],

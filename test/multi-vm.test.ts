@@ -103,7 +103,7 @@ t.test('per-VM status; unknown VMs are 404 UNKNOWN_VM', async (t) => {
 
 t.test('a revert of one VM does not touch the other', async (t) => {
   const { app, h, events } = await twoVmApp(t)
-  const res = await app.inject({ method: 'POST', url: '/api/v1/vms/exhibit-b/revert/request', payload: { reason: 'process_missing' } })
+  const res = await app.inject({ method: 'POST', url: '/api/v1/vms/exhibit-b/revert/request', payload: { reason: 'process_missing' }, remoteAddress: B_ADDRESS })
   t.equal(res.statusCode, 202, JSON.stringify(res.json()))
   t.match(res.json().details, { vm: 'exhibit-b', outcome: 'started' })
   await until(() => app.vms.get('exhibit-b')!.watchdog.view().state === 'grace')

@@ -1,7 +1,7 @@
 // Reads config.yaml once, applies environment overrides and validates the result with the one
 // schema. Everything that goes wrong becomes a ConfigError whose lines name the key path.
 import { readFileSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
 import { z } from 'zod'
 import { configSchema, securitySchema, VM_SETTING_KEYS, type Config, type VmConfig, type VmSettings } from './schema.ts'
@@ -37,12 +37,43 @@ export const ENV_OVERRIDES: Record<string, keyof Config> = {
 }
 export const ENV_PREFIXES = ['KVW_', 'VMCTL_'] as const
 
+/**
+ * exhibition-vm-controller v1.3.0 settings we have no use for. EVC read each from config.yaml or
+ * as VMCTL_<KEY>; both are accepted, checked as EVC checked them, and named in a warning.
+ */
+export const EVC_IGNORED_KEYS: Record<string, { why: string, schema: z.ZodType }> = {
+  vm_startup_wait_interval: { why: 'the VM is not polled at start; startup_grace covers the boot', schema: z.number().gt(0, 'a number of seconds greater than 0') },
+  vm_startup_max_attempts: { why: 'the VM is not polled at start; startup_grace covers the boot', schema: z.int('a whole number greater than 0').gt(0, 'a whole number greater than 0') },
+  api_reload: { why: 'a development switch of EVC\'s web server', schema: z.boolean() },
+  log_format: { why: 'logs are JSON lines, pretty on a terminal', schema: z.string() },
+  check_qemu_agent: { why: 'heartbeats alone decide; doctor check guest_agent:VM reports the agent channel', schema: z.boolean() },
+  qemu_agent_timeout: { why: 'the guest agent is not asked', schema: z.number().gt(0, 'a number of seconds greater than 0') }
+}
+
+/** Settings of EVC versions after v1.3.0: not read here (the YAML key is dropped), named in a warning. */
+export const EVC_LATER_KEYS: Record<string, string> = {
+  heartbeat_recovery_backoff: 'reverts are limited by max_reverts, revert_window and revert_retry_*',
+  guest_guard_fail_open: 'security.guest_networks decides who may call guest endpoints',
+  trusted_proxies: 'no proxy headers are trusted; client addresses come from the socket',
+  plugins: 'there are no plugins'
+}
+
+/** VMCTL_<KEY>: every EVC v1.3.0 setting (and ours in ENV_OVERRIDES), as the config key it sets. */
+export const VMCTL_OVERRIDES: Record<string, string> = {
+  ...ENV_OVERRIDES,
+  HEARTBEAT_CHECK_INTERVAL: 'heartbeat_check_interval',
+  VM_STARTUP_HEARTBEAT_DELAY: 'vm_startup_heartbeat_delay',
+  ...Object.fromEntries(Object.keys(EVC_IGNORED_KEYS).map((key) => [key.toUpperCase(), key]))
+}
+
 export interface LoadedConfig {
   config: Config
   /** Every watched VM, the default one first, with top-level values filled in. */
   vms: VmConfig[]
   /** The file that was read, or null when only defaults and the environment were used. */
   file: string | null
+  /** Settings that were given but are not used (EVC keys, unknown VMCTL_ variables), one line each. */
+  warnings: string[]
 }
 
 /** Picks the file: --config, then $KVW_CONFIG, then ./config.yaml. */
@@ -61,7 +92,42 @@ export function loadConfig (file: string | null, env: NodeJS.ProcessEnv = proces
     }
     raw = parseYaml(file, text)
   }
-  return readAdminTokenFile(parseConfig(raw, env, file))
+  const dotEnv = readEvcDotEnv(join(file === null ? resolve('.') : dirname(file), '.env'), file)
+  return readAdminTokenFile(parseConfig(raw, env, file, dotEnv))
+}
+
+/** The VMCTL_ lines of EVC's `.env` file; `unreadable`: why a file that is there was not read. */
+export interface EvcDotEnv { path: string, values: Record<string, string>, unreadable?: string }
+
+/**
+ * EVC (pydantic-settings, `env_file=".env"`) read `.env` from its working directory, the one that
+ * held its config.yaml: here the directory of the config file (the working directory without
+ * one). Only VMCTL_ names are taken; the real environment wins over the file, as in EVC.
+ */
+export function readEvcDotEnv (path: string, file: string | null): EvcDotEnv | null {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null
+    // Beside the config file it holds the service's settings: refuse to run without them. In
+    // the working directory (no config file) it may be anyone's, e.g. the CLI run from /root.
+    if (file !== null) throw new ConfigError(file, [`EVC's .env file ${path}: cannot read it: ${code ?? (err as Error).message}`])
+    return { path, values: {}, unreadable: code ?? (err as Error).message }
+  }
+  const values: Record<string, string> = {}
+  for (const line of text.split(/\r?\n/)) {
+    // python-dotenv's format: [export] NAME=value, 'single' or "double" quotes, # comments.
+    const match = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line)
+    if (match === null || !/^VMCTL_/i.test(match[1]!)) continue
+    let value = match[2]!
+    const quoted = /^(['"])(.*)\1(\s+#.*)?$/.exec(value)
+    if (quoted !== null) value = quoted[1] === '"' ? quoted[2]!.replace(/\\(["\\])/g, '$1').replace(/\\n/g, '\n') : quoted[2]!
+    else value = value.replace(/\s+#.*$/, '')
+    values[match[1]!] = value
+  }
+  return { path, values }
 }
 
 /**
@@ -103,10 +169,24 @@ function parseYaml (file: string, text: string): unknown {
   return value
 }
 
-export function parseConfig (raw: unknown, env: NodeJS.ProcessEnv, file: string | null = null): LoadedConfig {
+export function parseConfig (raw: unknown, env: NodeJS.ProcessEnv, file: string | null = null, dotEnv: EvcDotEnv | null = null): LoadedConfig {
   const input: Record<string, unknown> = { ...(raw as Record<string, unknown>) }
   const problems: string[] = []
-  applyEnv(input, env, problems)
+  const warnings: string[] = []
+  for (const [key, why] of Object.entries(EVC_LATER_KEYS)) {
+    if (!(key in input)) continue
+    warnings.push(`${key}: a setting of a later exhibition-vm-controller version, not read here (${why})`)
+    delete input[key]
+  }
+  if (dotEnv?.unreadable !== undefined) warnings.push(`${dotEnv.path}: cannot read it (${dotEnv.unreadable}); its VMCTL_ settings are not applied`)
+  const fromEnv = applyEnv(input, env, problems, warnings, dotEnv)
+  for (const [key, { why, schema }] of Object.entries(EVC_IGNORED_KEYS)) {
+    if (input[key] === undefined) continue
+    const where = fromEnv.get(key) ?? key
+    const issue = schema.safeParse(input[key]).error?.issues[0]
+    if (issue !== undefined) problems.push(`${where}: ${issue.message}${shownValue(key, input[key])} (an exhibition-vm-controller setting; not used here, but EVC refused this value too)`)
+    else warnings.push(`${where}: an exhibition-vm-controller setting, accepted and ignored (${why})`)
+  }
   // EVC's startup delay stands in for startup_grace when only it is given.
   if (input['startup_grace'] === undefined && typeof input['vm_startup_heartbeat_delay'] === 'number') {
     input['startup_grace'] = input['vm_startup_heartbeat_delay']
@@ -119,6 +199,10 @@ export function parseConfig (raw: unknown, env: NodeJS.ProcessEnv, file: string 
   if (!result.success) problems.push(...formatIssues(result.error))
   if (problems.length > 0 || !result.success) throw new ConfigError(file, problems)
   const config = result.data
+  // A relative data_dir is relative to the config file (as admin_token_file and error_images), so
+  // the CLI finds the service's data from any working directory; without a file, to the working
+  // directory. From the environment it was made absolute where it was read.
+  if (!isAbsolute(config.data_dir)) config.data_dir = resolve(file === null ? '.' : dirname(file), config.data_dir)
   const vms = resolveVms(config)
   const seen = new Set<string>()
   vms.forEach((vm, i) => {
@@ -139,18 +223,50 @@ export function parseConfig (raw: unknown, env: NodeJS.ProcessEnv, file: string 
     }
   }
   if (problems.length > 0) throw new ConfigError(file, problems)
-  return { config, vms, file }
+  return { config, vms, file, warnings }
 }
 
-function applyEnv (input: Record<string, unknown>, env: NodeJS.ProcessEnv, problems: string[]): void {
-  for (const prefix of [...ENV_PREFIXES].reverse()) { // KVW_ wins over VMCTL_
-    for (const [suffix, key] of Object.entries(ENV_OVERRIDES)) {
-      const value = env[prefix + suffix]
-      if (value === undefined || value === '') continue
-      const current = configSchema.shape[key]
-      input[key] = coerceEnv(value, current, `${prefix}${suffix}`, problems)
+/** Applies KVW_ and VMCTL_ overrides; returns which variable set each key (`VMCTL_X (source)`). */
+function applyEnv (input: Record<string, unknown>, env: NodeJS.ProcessEnv, problems: string[], warnings: string[], dotEnv: EvcDotEnv | null): Map<string, string> {
+  const fromFile = { ...input }
+  const setBy = new Map<string, string>()
+  // VMCTL_ first (EVC's names, case-insensitive as in EVC; the real environment over .env), then
+  // KVW_, which wins.
+  const vmctl = new Map<string, { name: string, value: string, source: string }>()
+  for (const [name, value] of Object.entries(dotEnv?.values ?? {})) vmctl.set(name.toUpperCase(), { name, value, source: `${dotEnv!.path}` })
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== undefined && /^VMCTL_/i.test(name)) vmctl.set(name.toUpperCase(), { name, value, source: 'environment' })
+  }
+  for (const [upper, { name, value, source }] of vmctl) {
+    if (value === '') continue
+    const suffix = upper.slice('VMCTL_'.length)
+    const key = VMCTL_OVERRIDES[suffix]
+    if (key === undefined) {
+      const later = EVC_LATER_KEYS[suffix.toLowerCase()]
+      warnings.push(later !== undefined
+        ? `${name} (${source}): a setting of a later exhibition-vm-controller version, not read here (${later})`
+        : `${name} (${source}): not a setting, not read (VMCTL_ names: ${Object.keys(VMCTL_OVERRIDES).join(', ')})`)
+      continue
+    }
+    const ignored = EVC_IGNORED_KEYS[key]
+    const schema = ignored?.schema ?? configSchema.shape[key as keyof typeof configSchema.shape]
+    const coerced = coerceEnv(value, schema, `${name} (${source})`, problems)
+    if (coerced === undefined) continue
+    const before = fromFile[key]
+    input[key] = key === 'data_dir' ? resolve(String(coerced)) : coerced
+    setBy.set(key, `${name} (${source})`)
+    if (before !== undefined && ignored === undefined && JSON.stringify(before) !== JSON.stringify(coerced)) {
+      warnings.push(`${name}=${value} (${source}) overrides ${key}: ${JSON.stringify(before)} in the config file (EVC v1.3.0 let the file win; here the environment does)`)
     }
   }
+  for (const [suffix, key] of Object.entries(ENV_OVERRIDES)) {
+    const name = `KVW_${suffix}`
+    const value = env[name]
+    if (value === undefined || value === '') continue
+    const coerced = coerceEnv(value, configSchema.shape[key], `${name} (environment)`, problems)
+    if (coerced !== undefined) input[key] = key === 'data_dir' ? resolve(String(coerced)) : coerced
+  }
+  return setBy
 }
 
 /** Plain decimal numbers only: Number() would also read 0x10, 0b1, 1_0 or " 16 " (not what a technician means). */
@@ -163,7 +279,7 @@ function coerceEnv (value: string, schema: z.ZodType, name: string, problems: st
   if (/^(false|no|off|0)$/i.test(value) && probe(false)) return false
   const n = DECIMAL.test(value) ? Number(value) : Number.NaN
   if (Number.isFinite(n) && probe(n)) return n
-  problems.push(`${name} (environment): ${JSON.stringify(value)}: ${envWhy(value, n, schema)}`)
+  problems.push(`${name}: ${JSON.stringify(value)}: ${envWhy(value, n, schema)}`)
   return undefined
 }
 

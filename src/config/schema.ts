@@ -30,7 +30,7 @@ const heartbeatSettings = {
   heartbeat_detector: z.enum(['fixed', 'adaptive']).describe('fixed: revert after heartbeat_timeout without a heartbeat. adaptive: learn the guest\'s rhythm (φ accrual) and revert when phi_threshold is reached, between adaptive_min_timeout and heartbeat_timeout. See docs/troubleshooting.md.').default('fixed'),
   phi_threshold: z.number().min(1).max(100).describe('adaptive: the suspicion level φ = -log10(P(a heartbeat this late)) that counts as a hang; 8 means one chance in 10^8 that the beat is still coming.').default(8),
   adaptive_min_timeout: seconds(1).describe('adaptive: never revert before this long without a heartbeat, however regular the guest (capped at heartbeat_timeout).').default(3),
-  adaptive_learning: seconds(10).describe('adaptive: after the service starts and after every revert, heartbeat_timeout applies until the guest has sent this many seconds of heartbeats; long enough to see the stalls it has (the default, an hour, sees stalls that come a few times an hour).').default(3600),
+  adaptive_learning: seconds(10).describe('adaptive: heartbeat_timeout applies until the detector has seen this many seconds of the guest\'s heartbeats (counted once per VM: what it learned is kept across reverts and restarts, in the state file). The default, a day, sees stalls that come a few times a day; a stall it has not seen is taken for a hang.').default(86400),
   startup_grace: seconds(0).describe('After the service or the VM starts, no revert for this long unless a heartbeat arrived.').default(60),
   post_revert_grace: seconds(1).describe('After a revert, wait at most this long for the first heartbeat; the first heartbeat ends the grace at once.').default(60),
   auto_revert_enabled: z.boolean().describe('false: watch and report, never revert on its own (as EVC).').default(true),
@@ -48,7 +48,7 @@ export type HeartbeatSettings = Outputs<typeof heartbeatSettings>
 const vmSettings = {
   snapshot_name: snapshotNameSchema.describe('The snapshot a revert goes back to.').default('ready'),
   ...heartbeatSettings,
-  keep_revisions: count(0, 100).describe('Creating the snapshot again keeps the previous one as a timestamped revision; keep the newest this many.').default(3),
+  keep_revisions: count(0, 100).describe('Creating the configured snapshot again makes a new revision (snapshot_name~STAMP) and keeps the newest this many older ones (only revisions are pruned, never a plain snapshot); 0: exhibition-vm-controller behaviour, the snapshot keeps its literal name and is replaced in place.').default(3),
   guest_addresses: z.array(z.string()).describe('Source addresses whose heartbeats belong to this VM, for old guest scripts that do not name their VM.').default([]),
   schedule: scheduleSchema.nullable().describe('Opening hours (closed: the VM is shut down, opening: reverted), closed dates, daily preventive revert. null: always open. See src/schedule/README.md.').default(null),
   screen: screenSchema.describe('Frozen-screen detection (off by default). A VM\'s own screen block replaces the top-level one as a whole. See src/screen/README.md.').prefault({})
@@ -68,8 +68,12 @@ export const vmSchema = z.strictObject(withoutDefaults(vmSettings)).partial().ex
   name: vmNameSchema.describe('The libvirt domain name.')
 })
 
-/** libvirt's default NAT subnet, QEMU user networking (guests appear as 10.0.2.x or as loopback), loopback. */
-export const DEFAULT_GUEST_NETWORKS = ['192.168.122.0/24', '10.0.2.0/24', '127.0.0.0/8', '::1']
+/**
+ * libvirt's default NAT network, where a real host's guests are. Not loopback: a request from the
+ * host itself is a technician's (EVC's web UI, curl), never held to guest limits. A guest on QEMU
+ * user networking reaches the host from loopback: such a setup lists 127.0.0.0/8 (and ::1) itself.
+ */
+export const DEFAULT_GUEST_NETWORKS = ['192.168.122.0/24']
 
 const networkSchema = z.string().refine(
   (s) => [z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()].some((f) => f.safeParse(s).success),
@@ -77,7 +81,7 @@ const networkSchema = z.string().refine(
 )
 
 export const securitySchema = z.strictObject({
-  guest_networks: z.array(networkSchema).default(DEFAULT_GUEST_NETWORKS).describe('Source networks allowed to call guest endpoints (heartbeat, revert request).'),
+  guest_networks: z.array(networkSchema).default(DEFAULT_GUEST_NETWORKS).describe('Source networks of the guests: their heartbeats and revert requests are held to guest rules (guest_revert_min_interval, max_reverts, maintenance). Loopback not listed here is the host: a technician (QEMU user networking: list 127.0.0.0/8 and ::1).'),
   admin_token: z.string().min(16, 'at least 16 characters').regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces').optional().describe('Bearer token for admin endpoints. Unset: admin endpoints answer loopback only.'),
   admin_token_file: z.string().min(1).optional().describe('File holding the admin token (read at start; relative to the config file).'),
   read_requires_token: z.boolean().default(false).describe('true: status, events and metrics need the admin token too.'),

@@ -60,7 +60,8 @@ export function realHost (): Host {
       kvm: '/dev/kvm',
       groupFile: '/etc/group',
       libvirtNetworks: '/etc/libvirt/qemu/networks',
-      systemdRunDir: '/run/systemd/system'
+      systemdRunDir: '/run/systemd/system',
+      serviceStateDir: '/var/lib/kiosk-vm-watchdog'
     }
   }
 }

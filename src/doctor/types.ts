@@ -55,6 +55,9 @@ export interface Host {
     /** /run/systemd/system: exists when systemd booted the host (sd_booted(3)); readable even
      * where /proc/1 is not (the service's ProtectProc=invisible). */
     systemdRunDir: string
+    /** /var/lib/kiosk-vm-watchdog: the state directory systemd gives the installed service
+     * (StateDirectory=, KVW_DATA_DIR in its unit). */
+    serviceStateDir: string
   }
 }
 

@@ -79,7 +79,16 @@ export const persistedWatchdogStateSchema = z.object({
   recentReverts: z.array(epochMs).max(10_000),
   lastGuestRevertAt: epochMs.nullable(),
   counters: countersSchema,
-  lastRevert: lastRevertSchema.nullable()
+  lastRevert: lastRevertSchema.nullable(),
+  /**
+   * The adaptive detector's memory of this guest's heartbeat gaps (counts per bucket, per epoch),
+   * kept across restarts; its shape is checked where it is restored (heartbeat/machine/detector.ts).
+   */
+  gapWindow: z.object({
+    epochs: z.array(z.array(z.int().min(0)).max(1000)).max(1000),
+    filling: z.int().min(0),
+    learnedMs: z.number().finite().min(0)
+  }).optional()
 })
 
 /** JSON-serialisable; what a VM's state file holds. */

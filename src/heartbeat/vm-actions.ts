@@ -39,14 +39,38 @@ export async function revertVm (ctx: VmActionContext, action: RevertAction): Pro
     deadlineLagMs = action.dueAt === null ? null : callAt - action.dueAt
     ctx.onRevert({ ...base, phase: 'start', deadlineLagMs })
     await h.revertToSnapshot(ctx.vm, snapshot)
+    await startIfNotRunning(ctx, snapshot)
   } catch (err) {
     const error = describeRevertError(err, ctx.vm, snapshot, h.uri)
     ctx.onRevert({ ...base, phase: 'finish', deadlineLagMs, outcome: 'failed', error })
-    return { type: 'revert_failed', error }
+    // What the failed attempt left: the machine must not take heartbeats for health while the VM is off.
+    const after = await h.domainState(ctx.vm).catch(() => null)
+    return { type: 'revert_failed', error, vmRunning: after === null ? null : !isStopped(after.state) }
   }
   const durationMs = ctx.clock.now() - callAt
   ctx.onRevert({ ...base, phase: 'finish', deadlineLagMs, outcome: 'succeeded', durationMs })
   return { type: 'revert_finished', durationMs, deadlineLagMs }
+}
+
+/**
+ * A snapshot taken while the VM was shut off holds no memory state: reverting to it leaves the
+ * domain shut off (libvirt's test driver; QEMU starts it because of REVERT_RUNNING). A revert
+ * must end with the VM running, so start it here; if it still does not run, the revert failed.
+ */
+async function startIfNotRunning (ctx: VmActionContext, snapshot: string): Promise<void> {
+  const h = ctx.hypervisor
+  const after = await h.domainState(ctx.vm)
+  if (!isStopped(after.state)) return
+  ctx.log.warn({ snapshot, state: after.state }, 'the VM is not running after the revert (a snapshot without memory state): starting it')
+  await h.start(ctx.vm)
+  const started = await h.domainState(ctx.vm)
+  if (isStopped(started.state)) throw new VmNotStartedError(`the VM is still ${started.state} after the revert to "${snapshot}" and a start`)
+}
+
+class VmNotStartedError extends Error {}
+
+function isStopped (state: string): boolean {
+  return state === 'shutoff' || state === 'crashed'
 }
 
 /** Never rejects: failures are logged; a VM that is not running is already where it should be. */
@@ -109,5 +133,6 @@ function describeRevertError (err: unknown, vm: string, snapshot: string, uri: s
     if (err.isDisconnected) return `libvirt is not reachable (${uri}): ${err.message}`
     return `libvirt refused the revert (${err.codeName}): ${err.message}`
   }
+  if (err instanceof VmNotStartedError) return `revert failed: ${err.message}`
   return `revert failed: ${err instanceof Error ? err.message : String(err)}`
 }

@@ -12,7 +12,7 @@ import { MAINTENANCE_MAX_MINUTES } from '../limits.ts'
 import { MAX_TIMER_MS, type Clock, type Log, type TimerPort } from '../ports/index.ts'
 import { ActionQueue } from './action-queue.ts'
 import {
-  initialState, nextDeadline, publicState, step, toPersisted,
+  initialState, nextDeadline, publicState, restoreWindow, step, toPersisted,
   type Action, type MachineEvent, type MachineSettings, type RequestResult, type RequestSource, type StepResult, type WatchdogState
 } from './machine.ts'
 import { parsePersistedState, type PersistedWatchdogState } from './persisted.ts'
@@ -115,6 +115,8 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     }
     const now = this.#clock.now()
     this.#state = initialState(persisted, now, this.#settings)
+    const savedWindow = persisted?.gapWindow === undefined ? null : restoreWindow(persisted.gapWindow).problem
+    if (savedWindow !== null) this.#log.warn({ problem: savedWindow }, 'the saved heartbeat gap window does not fit this version; the adaptive detector learns afresh')
     const restored = toPersisted(this.#state)
     if (persisted === null || JSON.stringify(restored) !== JSON.stringify(persisted)) this.#save()
     this.#log.info({
@@ -141,6 +143,9 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     for (const timer of [this.#timer, this.#pollTimer, this.#shutdownTimer]) if (timer !== null) this.#timers.clearTimeout(timer)
     this.#timer = this.#pollTimer = this.#shutdownTimer = null
     for (const off of this.#unsubscribe.splice(0)) off()
+    // The adaptive detector's gap window is saved once per epoch (an hour of beats); a clean stop
+    // keeps the rest too.
+    if (this.#state !== null && this.#state.gapWindow.samples > 0) this.#save().catch(() => {})
     await this.settled()
   }
 

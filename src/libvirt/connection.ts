@@ -8,7 +8,7 @@
 // callbacks are queued by koffi to the JS thread, and we hop off them with setImmediate so the
 // libvirt thread is never held up by our listeners.
 import { EventEmitter } from 'node:events'
-import { silentLog, type Log } from '../ports/index.ts'
+import { realTimers, silentLog, type Log, type TimerPort } from '../ports/index.ts'
 import { callAsync, ffi, koffi, takePointerArray, type LibvirtFfi, type Pointer } from './ffi.ts'
 import {
   ANSWERED_ERROR_CODES, CLOSE_REASONS, DOMAIN_STATE_NAMES, DOMAIN_STATE_REASONS, LIFECYCLE_DETAIL_NAMES,
@@ -29,7 +29,30 @@ export interface HypervisorOptions {
   reconnect?: boolean
   reconnectInitialMs?: number
   reconnectMaxMs?: number
+  /**
+   * While the daemon is not there at all (its socket missing or refusing: nothing answered), retry
+   * at least this often, whatever the backoff has grown to: such an attempt costs one failed
+   * connect(2), and libvirtd is used again within this long of coming back.
+   */
+  reconnectWhileDownMs?: number
+  /** Timers for the reconnect backoff (default: real, unref'd). */
+  timers?: TimerPort
   log?: HypervisorLog
+}
+
+/** virConnectOpen failed with no daemon to talk to: VIR_ERR_SYSTEM_ERROR from VIR_FROM_RPC (socket missing, refused). */
+export function daemonAbsent (code: number, domain: number): boolean {
+  return code === 38 && domain === 7
+}
+
+/**
+ * The wait before the next reconnect attempt and the backoff after it: doubling up to maxMs after
+ * failures where libvirt answered; while the daemon is absent, at most whileDownMs and the backoff
+ * does not grow (a daemon that comes back but fails at first is retried soon, not after maxMs).
+ */
+export function reconnectDelay (backoffMs: number, absent: boolean, opts: { maxMs: number, whileDownMs: number }): { delayMs: number, nextBackoffMs: number } {
+  if (absent) return { delayMs: Math.min(backoffMs, opts.whileDownMs), nextBackoffMs: backoffMs }
+  return { delayMs: backoffMs, nextBackoffMs: Math.min(backoffMs * 2, opts.maxMs) }
 }
 
 type HypervisorLog = Pick<Log, 'debug' | 'info' | 'warn'>
@@ -114,7 +137,8 @@ const eventLoop = {
 export class LibvirtHypervisor implements Hypervisor {
   readonly uri: string
   readonly #lib: LibvirtFfi
-  readonly #opts: Required<Omit<HypervisorOptions, 'log'>>
+  readonly #opts: Required<Omit<HypervisorOptions, 'log' | 'timers'>>
+  readonly #timers: TimerPort
   readonly #log: HypervisorLog
   readonly #events = new EventEmitter()
   #conn: Pointer | null = null
@@ -123,7 +147,7 @@ export class LibvirtHypervisor implements Hypervisor {
   #lifecycleCb: unknown = null
   #closeCb: unknown = null
   #connecting: Promise<void> | null = null
-  #reconnectTimer: NodeJS.Timeout | null = null
+  #reconnectTimer: unknown = null
   #reconnectDelay: number
   #retained = false
   #closed = false
@@ -137,8 +161,10 @@ export class LibvirtHypervisor implements Hypervisor {
       keepaliveCount: options.keepaliveCount ?? 3,
       reconnect: options.reconnect ?? true,
       reconnectInitialMs: options.reconnectInitialMs ?? 500,
-      reconnectMaxMs: options.reconnectMaxMs ?? 30_000
+      reconnectMaxMs: options.reconnectMaxMs ?? 30_000,
+      reconnectWhileDownMs: options.reconnectWhileDownMs ?? 500
     }
+    this.#timers = options.timers ?? realTimers
     this.#reconnectDelay = this.#opts.reconnectInitialMs
     this.#events.setMaxListeners(0)
     setupProcess(this.#lib)
@@ -174,7 +200,7 @@ export class LibvirtHypervisor implements Hypervisor {
     if (conn === null) {
       const e = lastGlobalError as CapturedError | null
       const error = new LibvirtError('virConnectOpen', e?.code ?? 5, e?.domain ?? 0, e?.message ?? `cannot connect to ${this.uri}`)
-      this.#scheduleReconnect(error.message)
+      this.#scheduleReconnect(error.message, daemonAbsent(error.code, error.libvirtDomain))
       throw error
     }
     if (this.#opts.keepaliveInterval > 0) {
@@ -236,21 +262,21 @@ export class LibvirtHypervisor implements Hypervisor {
     await callAsync(lib.virConnectClose, conn)
   }
 
-  #scheduleReconnect (reason: string): void {
+  #scheduleReconnect (reason: string, absent = false): void {
     if (!this.#opts.reconnect || this.#closed || this.#reconnectTimer !== null) return
-    const delay = this.#reconnectDelay
-    this.#reconnectDelay = Math.min(this.#reconnectDelay * 2, this.#opts.reconnectMaxMs)
-    this.#log.debug({ uri: this.uri, delayMs: delay, reason }, 'reconnecting to libvirt')
-    this.#reconnectTimer = setTimeout(() => {
+    const { delayMs, nextBackoffMs } = reconnectDelay(this.#reconnectDelay, absent, { maxMs: this.#opts.reconnectMaxMs, whileDownMs: this.#opts.reconnectWhileDownMs })
+    this.#reconnectDelay = nextBackoffMs
+    this.#log.debug({ uri: this.uri, delayMs, reason }, 'reconnecting to libvirt')
+    this.#reconnectTimer = this.#timers.setTimeout(() => {
       this.#reconnectTimer = null
       this.connect().catch(() => {}) // a failure schedules the next attempt
-    }, delay).unref()
+    }, delayMs)
   }
 
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer)
+    if (this.#reconnectTimer !== null) this.#timers.clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = null
     await this.#connecting?.catch(() => {})
     await this.#queue.catch(() => {})

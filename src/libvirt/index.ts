@@ -1,5 +1,7 @@
 // The public face of src/libvirt: the Hypervisor interface and a way to open one.
 import { LibvirtHypervisor, type HypervisorOptions } from './connection.ts'
+
+export { reconnectDelay } from './connection.ts'
 import type { Hypervisor } from './types.ts'
 
 export type { ConnectionEvent, Hypervisor, LifecycleEvent, SnapshotInfo } from './types.ts'

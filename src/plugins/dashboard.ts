@@ -14,7 +14,9 @@ const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
 
 export default fp(async function dashboardPlugin (app: FastifyInstance, options: { root?: string }) {
   await app.register(async (ui) => {
-    ui.addHook('onRoute', (route) => { route.config = { ...route.config, access: 'read' } })
+    // The page and its files hold no data (every figure comes from the API), so they are served
+    // even with read_requires_token: that is how a browser reaches the login. Not `/` (version).
+    ui.addHook('onRoute', (route) => { route.config = { ...route.config, access: 'read', alwaysOpen: route.url !== '/' } })
     await ui.register(fastifyStatic, {
       root: options.root ?? PUBLIC_DIR,
       prefix: '/ui/',
@@ -29,9 +31,19 @@ export default fp(async function dashboardPlugin (app: FastifyInstance, options:
     })
     // The app ignores trailing slashes, so /ui and /ui/ are one route here.
     ui.get('/ui/', { schema: { hide: true } }, async (_request, reply) => reply.sendFile('index.html'))
+    ui.get('/ui/login', { schema: { hide: true } }, async (_request, reply) => reply.sendFile('login.html'))
     ui.get('/', { schema: { summary: 'Service pointer; browsers are redirected to the dashboard at /ui/' } }, async (request, reply) => {
       if ((request.headers.accept ?? '').includes('text/html')) return reply.redirect('/ui/', 302)
-      return { service: 'kiosk-vm-watchdog', version: VERSION, status: '/api/v1/status', docs: '/docs', web_ui: '/ui/' }
+      // EVC's envelope (message, details.version) beside the fields this service always had.
+      return {
+        message: 'kiosk-vm-watchdog API (compatible with exhibition-vm-controller)',
+        details: { version: VERSION, docs: '/docs', openapi: '/openapi.json', status: '/api/v1/status', web_ui: '/ui/' },
+        service: 'kiosk-vm-watchdog',
+        version: VERSION,
+        status: '/api/v1/status',
+        docs: '/docs',
+        web_ui: '/ui/'
+      }
     })
   })
 }, { name: 'dashboard', fastify: '5.x', dependencies: ['security'] })

@@ -1,5 +1,6 @@
 // OpenAPI 3 document of the API, generated from the routes' zod schemas, with Swagger UI at
-// /docs (the document itself at /docs/json). Must be registered before the routes: @fastify/swagger
+// /docs (the document itself at /docs/json). EVC's (FastAPI's) paths answer too: /openapi.json
+// is the same document, /redoc redirects to /docs (no ReDoc bundled: nothing from a CDN). Must be registered before the routes: @fastify/swagger
 // collects them as they are added. Each operation states who may call it (x-access, and the
 // bearer security requirement for admin ones).
 import swagger from '@fastify/swagger'
@@ -44,5 +45,7 @@ export default fp(async function docsPlugin (app: FastifyInstance) {
   await app.register(async (ui) => {
     ui.addHook('onRoute', (route) => { route.config = { ...route.config, access: 'read' } })
     await ui.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
+    ui.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+    ui.get('/redoc', { schema: { hide: true } }, async (_request, reply) => reply.redirect('/docs', 302))
   })
 }, { name: 'docs', fastify: '5.x', dependencies: ['security'] })

@@ -1,10 +1,10 @@
-// Turns every error into `{ error: { code, message, details? } }` with a code from the one
-// registry in src/errors.ts. 4xx messages say what is wrong with the request; 5xx messages are
+// Turns every error into `{ error: { code, message, details? }, detail }` with a code from the one
+// registry in src/errors.ts (`detail` is the message again: EVC's clients read it). 4xx messages say what is wrong with the request; 5xx messages are
 // the registry's fixed text (the cause goes to the log, not to the client).
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
-import { AppError, ERROR_CODES, type ErrorBody, type ErrorCode } from '../errors.ts'
+import { AppError, ERROR_CODES, errorBodyOf, type ErrorBody, type ErrorCode } from '../errors.ts'
 import { LibvirtError } from '../libvirt/index.ts'
 
 /** The router's maxParamLength (app.ts); named in the error for a longer path segment. */
@@ -37,8 +37,8 @@ export function toAppError (err: unknown): AppError {
 
 /** 5xx: the registry's fixed text and nothing else (the details go to the log). */
 function errorBody (appError: AppError): ErrorBody {
-  if (appError.statusCode >= 500) return { error: { code: appError.code, message: ERROR_CODES[appError.code].message } }
-  return { error: { code: appError.code, message: appError.message, ...(appError.details ? { details: appError.details } : {}) } }
+  if (appError.statusCode >= 500) return errorBodyOf(appError.code, ERROR_CODES[appError.code].message)
+  return errorBodyOf(appError.code, appError.message, appError.details)
 }
 
 /**
@@ -67,7 +67,6 @@ export default fp(async function errorsPlugin (app) {
     return reply.code(status).send(errorBody(appError))
   })
   app.setNotFoundHandler((request, reply) => {
-    const body: ErrorBody = { error: { code: 'NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]}` } }
-    return reply.code(404).send(body)
+    return reply.code(404).send(errorBodyOf('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`))
   })
 }, { name: 'errors', fastify: '5.x' })

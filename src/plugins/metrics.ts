@@ -151,10 +151,50 @@ export default fp(async function metricsPlugin (app: FastifyInstance) {
     }
   })
 
+  // Availability (src/availability): the share of opening hours healthy since local midnight and
+  // Monday 00:00, and opening time lost by cause since the service started, from each VM's
+  // state-change history at scrape time.
+  const withAvailability = () => app.hasDecorator('availability') ? [...watchedVms(app).keys()].filter((vm) => app.availability.has(vm)) : []
+  new Gauge({
+    name: 'kvw_availability_ratio',
+    help: 'Share of opening hours the VM was healthy: window="today" since local midnight, "week" since Monday 00:00 (timezone). Absent without opening hours in the window.',
+    labelNames: ['vm', 'window'],
+    registers: [register],
+    collect () {
+      this.reset()
+      for (const vm of withAvailability()) {
+        const { today, week } = app.availability.windows(vm)
+        if (today.ratio !== null) this.set({ vm, window: 'today' }, today.ratio)
+        if (week.ratio !== null) this.set({ vm, window: 'week' }, week.ratio)
+      }
+    }
+  })
+  new Counter({
+    name: 'kvw_downtime_seconds_total',
+    help: 'Opening time lost since the service started, by cause: hang, vm_down, guest_request, maintenance, closed (closed-hours maintenance inside opening hours), unmonitored.',
+    labelNames: ['vm', 'cause'],
+    registers: [register],
+    collect () {
+      this.reset()
+      for (const vm of withAvailability()) {
+        const lost = app.availability.lostSinceStart(vm)
+        for (const [cause, ms] of Object.entries(lost)) this.inc({ vm, cause }, ms / 1000)
+      }
+    }
+  })
+
   const reverts = new Counter({
     name: 'kvw_reverts_total',
-    help: 'Finished reverts by reason and outcome.',
+    help: 'Finished revert attempts by reason and outcome (each retry of a failed revert is one more). Count reverts with kvw_reverts_started_total.',
     labelNames: ['vm', 'reason', 'outcome'],
+    registers: [register]
+  })
+  // Per VM, from 0: Prometheus' increase() misses a series' first increment, so a storm rule on
+  // kvw_reverts_total (one series per reason, born at 1) saw a storm one revert late.
+  const revertsStarted = new Counter({
+    name: 'kvw_reverts_started_total',
+    help: 'Reverts started (any reason; retries of one revert are one). Present from 0 for every watched VM.',
+    labelNames: ['vm'],
     registers: [register]
   })
   const revertDuration = new Histogram({
@@ -178,7 +218,14 @@ export default fp(async function metricsPlugin (app: FastifyInstance) {
   const unsubscribe: Array<() => void> = []
   app.addHook('onReady', async () => {
     for (const [vm, w] of watchedVms(app)) {
+      revertsStarted.inc({ vm }, 0)
+      // A revert counts once, at its first attempt's first event: the start, or the finish when
+      // that attempt failed before libvirt's revert call (snapshot missing, libvirt gone: no start).
+      // A VM's reverts run one at a time (its action queue).
+      let counted = false
       const onRevert = (event: RevertEvent) => {
+        if (event.attempt === 1 && !counted) revertsStarted.inc({ vm })
+        counted = event.phase === 'start'
         if (event.phase !== 'finish') return
         reverts.inc({ vm, reason: reasonLabel(vm, event.reason), outcome: event.outcome ?? 'unknown' })
         if (typeof event.durationMs === 'number') revertDuration.observe({ vm }, event.durationMs / 1000)

@@ -1,6 +1,11 @@
 // Who may call what. Each route says it in its config: `access: 'guest' | 'admin' | 'read'`
 // (none = 'admin', the safe default).
-//   guest: heartbeat and revert request, from `security.guest_networks` only (or with the admin token).
+//   guest: heartbeat and revert request. Who asks decides the rules (request.requester): from
+//          `security.guest_networks` it is the guest (guest limits, maintenance and the revert
+//          budget apply); with the admin token, on the admin listener, or from loopback when
+//          loopback is not a guest network and no token is configured, it is a technician
+//          (EVC's "Revert to Snapshot" button is GET /vm/restart: never refused by guest rules).
+//          A heartbeat from loopback is accepted even when a token is configured (quick start).
 //   admin: everything that changes state; `Authorization: Bearer <admin_token>` when a token is
 //          configured, else loopback only.
 //   read:  status, events, metrics, dashboard, docs; anyone who reaches the port, unless
@@ -16,18 +21,21 @@
 // the watchdog (the handler does that first) and only its answer is a short 429: a limit
 // never turns a live guest into a hung one. A refused storm is logged once per key and window.
 // With `security.admin_port`, admin endpoints move to a second listener (app.listenAdmin) and the
-// main listener answers them 404; guest endpoints answer 404 on the admin listener.
+// main listener answers them 404; guest endpoints on the admin listener are a technician's (admin
+// rules: loopback or the token).
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import fp from 'fastify-plugin'
-import { AppError, ERROR_CODES, type ErrorBody } from '../errors.ts'
+import { AppError, ERROR_CODES, errorBodyOf, type ErrorBody } from '../errors.ts'
 import { isLoopback, networkList, normalizeAddress } from '../net/addresses.ts'
 
 export const ACCESS_LEVELS = ['guest', 'admin', 'read'] as const
 export type Access = typeof ACCESS_LEVELS[number]
+/** Who is behind a request to a guest route (see the header comment). */
+export type Requester = 'guest' | 'technician'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -38,10 +46,18 @@ declare module 'fastify' {
      * handler; the handler counts the heartbeat, then answers `request.overLimit` with 429.
      */
     liveness?: boolean
+    /** A read route served even with read_requires_token (the login and the dashboard's files, which hold no data). */
+    alwaysOpen?: boolean
   }
   interface FastifyRequest {
     /** On a liveness route: set when the request is over its guest limit (see rateLimitedReply). */
     overLimit: OverLimit | null
+    /**
+     * On a guest route: who asks. 'guest' (from security.guest_networks) or 'technician' (the
+     * admin token, the admin listener, or loopback that is not a guest network). Set by the
+     * access check; null on other routes.
+     */
+    requester: Requester | null
   }
   interface FastifyInstance {
     /**
@@ -113,7 +129,7 @@ export interface OverLimit {
  * cost a log line per request (the security plugin logs the first refusal of each window).
  */
 export function rateLimitedReply (reply: FastifyReply, over: OverLimit, message: string, details?: Record<string, unknown>): FastifyReply {
-  const body: ErrorBody = { error: { code: 'RATE_LIMITED', message, ...(details ? { details } : {}) } }
+  const body: ErrorBody = errorBodyOf('RATE_LIMITED', message, details)
   return reply.code(ERROR_CODES.RATE_LIMITED.status).header('retry-after', String(over.retryAfterSeconds)).send(body)
 }
 
@@ -202,6 +218,7 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
       `Too many requests from this address: at most ${context.max} a minute for ${accessOf(request)} endpoints; retry in ${context.after}`)
   })
   app.decorateRequest('overLimit', null)
+  app.decorateRequest('requester', null)
 
   function hasValidToken (request: FastifyRequest): boolean | null {
     const presented = bearerToken(request.headers.authorization)
@@ -216,6 +233,8 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
     }
     const valid = hasValidToken(request)
     if (valid === true) return
+    // A dashboard login (plugins/session.ts) stands for the token; a wrong Bearer beside it still fails.
+    if (valid === null && app.hasDecorator('sessions') && app.sessions.admits(request)) return
     reply.header('www-authenticate', 'Bearer realm="kiosk-vm-watchdog"')
     throw new AppError('UNAUTHORIZED', valid === null
       ? 'This endpoint needs the admin token: send "Authorization: Bearer <token>"'
@@ -224,11 +243,9 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
 
   async function checkAccess (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const access = accessOf(request)
-    if (split) {
-      const onAdminListener = adminSockets.has(request.raw.socket)
-      if ((access === 'admin' && !onAdminListener) || (access === 'guest' && onAdminListener)) {
-        throw new AppError('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`)
-      }
+    const onAdminListener = split && adminSockets.has(request.raw.socket)
+    if (split && access === 'admin' && !onAdminListener) {
+      throw new AppError('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`)
     }
     if (access !== 'read') {
       // Admin and guest routes act, GET included (EVC's paths): a page on another site must not
@@ -240,13 +257,47 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
     }
     const address = normalizeAddress(request.socket.remoteAddress ?? '')
     if (access === 'guest') {
-      if (isGuestNetwork(address)) return
+      if (onAdminListener) {
+        // The admin listener is the technicians' own door: admin rules, a technician's request.
+        requireAdmin(request, reply, address)
+        request.requester = 'technician'
+        return
+      }
+      const fromGuestNetwork = isGuestNetwork(address)
       if (bearerToken(request.headers.authorization) !== null) {
         const { count, resetAt } = tokenTries.hit(address)
-        if (count > limits.admin) {
+        if (count <= limits.admin && hasValidToken(request) === true) {
+          request.requester = 'technician'
+          return
+        }
+        // Over the limit a guest network's request is still the guest's (its heartbeat is never
+        // refused for a header), and the token is not even compared: no guessing from there.
+        if (count > limits.admin && !fromGuestNetwork) {
           throw new AppError('RATE_LIMITED', `Too many requests with a token from this address: at most ${limits.admin} a minute; retry in ${retryAfter(resetAt)} s`)
         }
-        if (hasValidToken(request) === true) return
+      }
+      if (fromGuestNetwork) {
+        request.requester = 'guest'
+        return
+      }
+      if (isLoopback(address)) {
+        // Loopback that is not a guest network is the host itself: the admin network while no
+        // token is configured. With a token, only the liveness signal is taken from it without
+        // one (the quick start's curl heartbeats); an action needs the token.
+        if (token === null || request.routeOptions.config.liveness === true) {
+          request.requester = 'technician'
+          return
+        }
+        try {
+          requireAdmin(request, reply, address) // the token (checked above) or a dashboard login
+        } catch (err) {
+          if (err instanceof AppError && err.code === 'UNAUTHORIZED') {
+            throw new AppError('UNAUTHORIZED', `${address} is not in security.guest_networks, so this request is a technician's, and an admin token is configured: send "Authorization: Bearer <token>" (or list loopback in security.guest_networks for a guest on QEMU user networking)`)
+          }
+          throw err
+        }
+        request.requester = 'technician'
+        return
       }
       // Refusals are limited too (per address): a flood from outside costs a 429 logged at debug,
       // not an info line per request.
@@ -256,7 +307,7 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
       }
       throw new AppError('FORBIDDEN', `Guest endpoints answer only the guest networks (security.guest_networks); ${address || 'this client'} is not in them`)
     }
-    if (access === 'read' && !security.read_requires_token) return
+    if (access === 'read' && (!security.read_requires_token || request.routeOptions.config.alwaysOpen === true)) return
     requireAdmin(request, reply, address)
   }
 
@@ -278,14 +329,18 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
     return app.vmsByAddress.get(address)?.name ?? app.defaultVm
   }
 
-  /** preHandler of guest routes: counts the request per (kind, VM, address). */
+  /**
+   * preHandler of guest routes: counts the request per (kind, VM, address). A technician's
+   * request counts against the admin budget instead (never the guest one).
+   */
   async function guestLimit (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const liveness = request.routeOptions.config.liveness === true
     const address = normalizeAddress(request.socket.remoteAddress ?? '')
     const vm = limitIdentity(request, address)
-    const kind = liveness ? 'heartbeat' : 'guest'
+    const technician = request.requester === 'technician'
+    const kind = `${liveness ? 'heartbeat' : 'guest'}${technician ? '-technician' : ''}`
     const { count, resetAt } = guestWindows.hit(`${kind}|${vm}|${address}`)
-    const max = limits.guest
+    const max = technician && !liveness ? limits.admin : limits.guest
     if (count <= max) return undefined
     const over: OverLimit = { vm, address, max, retryAfterSeconds: retryAfter(resetAt) }
     if (count === max + 1) {
@@ -297,7 +352,7 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
       request.overLimit = over
       return undefined
     }
-    return rateLimitedReply(reply, over, `Too many requests from ${address || 'this client'} for VM "${vm}": at most ${max} a minute for guest endpoints; retry in ${over.retryAfterSeconds} s`)
+    return rateLimitedReply(reply, over, `Too many requests from ${address || 'this client'} for VM "${vm}": at most ${max} a minute for ${technician ? 'a technician\'s revert requests' : 'guest endpoints'}; retry in ${over.retryAfterSeconds} s`)
   }
 
   /**

@@ -52,7 +52,7 @@ export default fp(async function vmsPlugin (app) {
     const snapshots = new SnapshotService({ hypervisor, log, keepRevisions: vmConfig.keep_revisions, clock: app.clock })
     if (createMissing && hypervisor.connected) {
       try {
-        const { created, target } = await snapshots.ensure(vmConfig.name, vmConfig.snapshot_name, { description: 'created at start by kiosk-vm-watchdog (create_snapshot_if_missing)' })
+        const { created, target } = await snapshots.ensure(vmConfig.name, vmConfig.snapshot_name, { description: 'created at start by kiosk-vm-watchdog (create_snapshot_if_missing)', requireRunning: true })
         if (created) log.info({ snapshot: target }, 'snapshot was missing: created it from the VM as it is')
       } catch (err) {
         log.error({ err }, 'cannot create the missing snapshot')

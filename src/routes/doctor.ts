@@ -3,7 +3,7 @@
 // arrive while a run is under way share it: the checks start programs and read files.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { runDoctor, type DoctorReport, type Host } from '../doctor/index.ts'
+import type { DoctorReport, Host } from '../doctor/index.ts'
 import { errorResponses } from './schemas.ts'
 
 export const checkResultSchema = z.object({
@@ -35,14 +35,15 @@ const doctorRoutes: FastifyPluginAsyncZod<DoctorRouteOptions> = async (app, opti
       response: { 200: doctorReportSchema, ...errorResponses(401, 403, 429) }
     }
   }, async () => {
-    running ??= runDoctor({
+    // Loaded on first use: the checks are not needed to watch VMs (issue 15: start time, memory).
+    running ??= import('../doctor/index.ts').then(({ runDoctor }) => runDoctor({
       configFile: app.config.file,
       loaded: app.config,
       hypervisor: app.hypervisor,
       now: () => app.clock.now(),
       service: { watchdogs: app.hasDecorator('watchdogs') ? app.watchdogs : undefined },
       ...(options.host ? { host: options.host } : {})
-    }).finally(() => { running = null })
+    })).finally(() => { running = null })
     const report = await running
     return { ok: report.ok, config: app.config.file, counts: report.counts, checks: report.checks }
   })

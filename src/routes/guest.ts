@@ -1,70 +1,235 @@
 // What the guest calls: heartbeats and revert requests. GET and POST alike (AutoIt's InetGet
-// can only GET); fields come from the query string, or from a JSON body on POST. Rate limits
-// (src/plugins/security.ts) never cost a heartbeat: one over the limit is counted, then answered 429.
+// can only GET). Nothing a guest sends is refused for its form: the fields come from the query
+// string and from a body of any kind (JSON, form fields; anything else is ignored), a field that
+// is not valid is ignored, and every ignored thing is named in the answer (`details.ignored`).
+// A heartbeat or a revert request is never lost to a parsing detail. Who asks decides the rules
+// (request.requester, set by src/plugins/security.ts): a guest's revert request is held to the
+// guest limits, a technician's (EVC's "Revert to Snapshot" button: GET /vm/restart) never is.
+// Rate limits never cost a heartbeat: one over the limit is counted, then answered 429.
+import type { FastifyRequest } from 'fastify'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError } from '../errors.ts'
-import { ackSchema, actionRoute, errorResponses, reasonField, vmField } from './schemas.ts'
+import { ackSchema, cleanText, errorResponses } from './schemas.ts'
 import { normalizeAddress } from '../net/addresses.ts'
 import { rateLimitedReply } from '../plugins/security.ts'
 import { resolveVm } from './vm-context.ts'
 
-export const heartbeatFields = z.object({
-  seq: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().describe('The guest\'s heartbeat counter (goes back after a revert).'),
-  status: z.string().max(200).optional().describe('Free text from the guest, e.g. "ok".'),
-  vm: vmField
-})
+/** Body bytes kept for reading fields; the rest of a longer body is read and dropped, never refused. */
+export const GUEST_BODY_KEEP_BYTES = 64 * 1024
+/** The content type every guest POST is parsed as (the client's own is kept aside, see preParsing). */
+const GUEST_BODY_TYPE = 'application/x-kvw-guest-body'
 
-export const revertRequestFields = z.object({
-  reason: reasonField.describe('Why the guest asks, e.g. "idle", "process_missing".'),
-  vm: vmField
-})
+/** A guest request's body as the catch-all parser hands it over. */
+interface RawGuestBody {
+  text: string
+  /** The client's Content-Type header (undefined: none). */
+  contentType: string | undefined
+  droppedBytes: number
+}
+
+const clientContentType = new WeakMap<object, string | undefined>()
+/** What readGuestFields made of each request (read once, before the rate limit needs its `vm`). */
+const readFields = new WeakMap<object, { fields: GuestFields, ignored: string[] }>()
+const HEARTBEAT_FIELDS = ['seq', 'status', 'vm'] as const
+const REVERT_FIELDS = ['reason', 'vm'] as const
+
+/** What the guest may send, read leniently; in the query string (GET, POST) or the body (POST). */
+export interface GuestFields {
+  seq?: number
+  status?: string
+  reason?: string
+  vm?: string
+}
+
+const FIELD_DOCS = {
+  seq: 'The guest\'s heartbeat counter, a whole number ≥ 0 (goes back after a revert). Not one: ignored.',
+  status: 'Free text from the guest, e.g. "ok" (control characters removed, cut to 200 characters).',
+  reason: 'Why the guest asks, e.g. "idle", "process_missing": any text, cleaned and cut to 200 characters.',
+  vm: 'The VM (default: the VM of the source address, else the default VM; per-VM paths: /api/v1/vms/{vm}/...). An unknown name: 404.'
+} as const
+
+/** The documented fields; validation never refuses (every field is read by readGuestFields). */
+function documentedFields (names: ReadonlyArray<keyof typeof FIELD_DOCS>) {
+  return z.looseObject(Object.fromEntries(names.map((n) => [n, z.unknown().optional().describe(FIELD_DOCS[n])])))
+}
+
+/** The fields of a body by its content type: JSON object or form fields; anything else is ignored (said in IGNORED). */
+function bodyFields (body: RawGuestBody | undefined, ignored: string[]): Record<string, unknown> {
+  if (body === undefined) return {}
+  if (body.droppedBytes > 0) ignored.push(`body: only the first ${GUEST_BODY_KEEP_BYTES} bytes read (${body.droppedBytes} more dropped)`)
+  const text = body.text
+  if (text.trim() === '') return {}
+  const type = (body.contentType ?? '').split(';')[0]!.trim().toLowerCase()
+  const shown = type === '' ? 'no content type' : `content type ${type.slice(0, 60)}`
+  const looksJson = /^\s*[{[]/.test(text)
+  if (type.includes('json') || (looksJson && !type.includes('form'))) {
+    try {
+      const parsed: unknown = JSON.parse(text)
+      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>
+      ignored.push(`body: JSON but not an object (${shown})`)
+    } catch {
+      ignored.push(`body: not valid JSON (${shown})`)
+    }
+    return {}
+  }
+  if (type === 'application/x-www-form-urlencoded' || /^[\w.%+-]+=/.test(text)) {
+    return Object.fromEntries(new URLSearchParams(text))
+  }
+  ignored.push(`body: not read (${shown}; send JSON or form fields)`)
+  return {}
+}
+
+/** Shows a value the client sent, short, for the `ignored` list. */
+function shown (value: unknown): string {
+  const text = typeof value === 'string' ? JSON.stringify(value) : Array.isArray(value) ? 'a list' : value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value)
+  return text.length > 40 ? `${text.slice(0, 40)}…` : text
+}
+
+/**
+ * Reads the fields NAMES from the query string and the body (the body wins), never refusing:
+ * what is not valid is left out and named in `ignored`.
+ */
+export function readGuestFields (request: FastifyRequest, names: ReadonlyArray<keyof GuestFields>): { fields: GuestFields, ignored: string[] } {
+  const ignored: string[] = []
+  const query = (request.query !== null && typeof request.query === 'object' ? request.query : {}) as Record<string, unknown>
+  const raw: Record<string, unknown> = { ...query, ...bodyFields(request.body as RawGuestBody | undefined, ignored) }
+  const fields: GuestFields = {}
+  for (const [key, value] of Object.entries(raw)) {
+    if (!(names as readonly string[]).includes(key)) {
+      ignored.push(`${key.slice(0, 40)}: not a field of this endpoint`)
+      continue
+    }
+    if (value === undefined || value === null || value === '') continue
+    const single = Array.isArray(value) && value.length > 0 ? value[value.length - 1] : value
+    if (single !== value) ignored.push(`${key}: given ${(value as unknown[]).length} times, the last one used`)
+    switch (key as keyof GuestFields) {
+      case 'seq': {
+        const n = typeof single === 'number' ? single : typeof single === 'string' && /^\s*\d+\s*$/.test(single) ? Number(single) : NaN
+        if (Number.isSafeInteger(n) && n >= 0) fields.seq = n
+        else ignored.push(`seq: not a whole number ≥ 0 (${shown(single)})`)
+        break
+      }
+      case 'status':
+      case 'reason': {
+        if (typeof single !== 'string' && typeof single !== 'number' && typeof single !== 'boolean') {
+          ignored.push(`${key}: not text (${shown(single)})`)
+          break
+        }
+        const cleaned = cleanText(String(single))
+        for (const change of cleaned.changes) ignored.push(`${key}: ${change}`)
+        if (cleaned.text !== '') fields[key as 'status' | 'reason'] = cleaned.text
+        break
+      }
+      case 'vm':
+        if (typeof single === 'string' && single.length <= 64) fields.vm = single
+        else ignored.push(`vm: not a VM name (${shown(single)})`)
+        break
+    }
+  }
+  return { fields, ignored }
+}
 
 const BOTH = ['GET', 'POST'] as const
 
 const guestRoutes: FastifyPluginAsyncZod = async (app) => {
-  actionRoute(app, {
-    methods: BOTH,
-    url: '/heartbeat',
-    access: 'guest',
-    liveness: true,
-    summary: 'Heartbeat from the guest (about once a second); over the guest rate limit still counted, answered 429',
-    fields: heartbeatFields,
-    response: { 200: ackSchema, ...errorResponses(400, 403, 404, 429) },
-    handler: async (fields, request, reply) => {
-      const vm = resolveVm(app, request, fields.vm)
-      // Counted first: a heartbeat that arrived proves the guest alive, whatever the limit says.
-      vm.watchdog.heartbeat({ seq: fields.seq, status: fields.status, source: normalizeAddress(request.socket.remoteAddress ?? '') })
-      const over = request.overLimit
-      if (over !== null) {
-        return rateLimitedReply(reply, over, `Heartbeat counted, but too many from ${over.address || 'this client'} for VM "${vm.name}": at most ${over.max} a minute; retry in ${over.retryAfterSeconds} s`, { counted: true })
-      }
-      return { message: 'Heartbeat received', details: { vm: vm.name, seq: fields.seq ?? null, state: vm.watchdog.view().state } }
+  // This plugin's own scope: every body is taken as it comes (a stream read to its end, at most
+  // GUEST_BODY_KEEP_BYTES kept), whatever its content type, and read by readGuestFields.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', (request, payload, done) => {
+    const chunks: Buffer[] = []
+    let kept = 0
+    let dropped = 0
+    let finished = false
+    payload.on('data', (chunk: Buffer) => {
+      const take = Math.min(GUEST_BODY_KEEP_BYTES - kept, chunk.length)
+      if (take > 0) chunks.push(chunk.subarray(0, take))
+      kept += take
+      dropped += chunk.length - take
+    })
+    const finish = () => {
+      if (finished) return
+      finished = true
+      const body: RawGuestBody = { text: Buffer.concat(chunks).toString('utf8'), contentType: clientContentType.get(request.raw), droppedBytes: dropped }
+      done(null, body)
     }
+    // A client that goes away mid-body: what arrived is still a heartbeat.
+    payload.on('end', finish)
+    payload.on('error', finish)
   })
+  // Before Fastify looks at the Content-Type (a malformed one would be 415): keep the client's
+  // aside and have every body parsed by the catch-all parser above.
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    clientContentType.set(request.raw, request.headers['content-type'])
+    request.raw.headers['content-type'] = GUEST_BODY_TYPE
+    return payload
+  })
+  // Once the body is in: the fields, read once. The body becomes them, so the guest rate limit
+  // (a preHandler, src/plugins/security.ts) counts a JSON body's `vm` as that VM's.
+  app.addHook('preValidation', async (request) => {
+    const read = readGuestFields(request, request.routeOptions.config.liveness === true ? HEARTBEAT_FIELDS : REVERT_FIELDS)
+    readFields.set(request.raw, read)
+    request.body = read.fields
+  })
+  const fieldsOf = (request: FastifyRequest) => readFields.get(request.raw) ?? { fields: {}, ignored: [] }
+
+  const guestSchema = (method: 'GET' | 'POST', summary: string, names: ReadonlyArray<keyof typeof FIELD_DOCS>, response: Record<number, z.ZodType>) => ({
+    summary,
+    querystring: documentedFields(names),
+    ...(method === 'POST' ? { body: z.union([documentedFields(names), z.unknown()]).describe('Any body: a JSON object or form fields with the same fields; anything else is ignored (named in details.ignored)') } : {}),
+    response
+  })
+
+  for (const method of BOTH) {
+    app.route({
+      method,
+      url: '/heartbeat',
+      config: { access: 'guest', liveness: true },
+      schema: guestSchema(method, 'Heartbeat from the guest (about once a second); never refused for its form (details.ignored names what was not used); over the guest rate limit still counted, answered 429',
+        HEARTBEAT_FIELDS, { 200: ackSchema, ...errorResponses(401, 403, 404, 429) }),
+      handler: async (request, reply) => {
+        const { fields, ignored } = fieldsOf(request)
+        const vm = resolveVm(app, request, fields.vm)
+        // Counted first: a heartbeat that arrived proves the guest alive, whatever the limit says.
+        vm.watchdog.heartbeat({ seq: fields.seq, status: fields.status, source: normalizeAddress(request.socket.remoteAddress ?? '') })
+        const over = request.overLimit
+        if (over !== null) {
+          return rateLimitedReply(reply, over, `Heartbeat counted, but too many from ${over.address || 'this client'} for VM "${vm.name}": at most ${over.max} a minute; retry in ${over.retryAfterSeconds} s`, { counted: true })
+        }
+        return {
+          message: 'Heartbeat received',
+          details: { vm: vm.name, seq: fields.seq ?? null, state: vm.watchdog.view().state, requester: request.requester, ...(ignored.length > 0 ? { ignored } : {}) }
+        }
+      }
+    })
+  }
 
   for (const [url, defaultReason, summary] of [
     ['/revert/request', 'guest_request', 'The guest asks for a revert, with a reason'],
-    ['/vm/restart', 'guest_restart_request', 'Revert (exhibition-vm-controller\'s name, called by its guest scripts)']
+    ['/vm/restart', 'guest_restart_request', 'Revert (exhibition-vm-controller\'s name: its guest scripts call it, and its web UI\'s "Revert to Snapshot" button)']
   ] as const) {
-    actionRoute(app, {
-      methods: BOTH,
-      url,
-      access: 'guest',
-      summary,
-      fields: revertRequestFields,
-      response: { 202: ackSchema, ...errorResponses(400, 403, 404, 409, 429) },
-      handler: async (fields, request, reply) => {
-        const vm = resolveVm(app, request, fields.vm)
-        const reason = fields.reason?.trim() || defaultReason
-        const result = vm.watchdog.requestRevert(reason, 'guest')
-        if (result.outcome === 'refused') throw new AppError('CONFLICT', `Revert not started: ${result.why ?? 'refused'}`, { vm: vm.name, reason })
-        return reply.code(202).send({
-          message: result.outcome === 'started' ? 'Revert started' : 'A revert is already under way',
-          details: { vm: vm.name, reason, outcome: result.outcome }
-        })
-      }
-    })
+    for (const method of BOTH) {
+      app.route({
+        method,
+        url,
+        config: { access: 'guest' },
+        schema: guestSchema(method, `${summary}. From a guest network: held to the guest rules (guest_revert_min_interval, max_reverts, maintenance: 409). From the host (loopback not in guest_networks), with the admin token or on the admin listener: a technician's revert, never refused by them. Never refused for its form (details.ignored)`,
+          REVERT_FIELDS, { 202: ackSchema, ...errorResponses(401, 403, 404, 409, 429) }),
+        handler: async (request, reply) => {
+          const { fields, ignored } = fieldsOf(request)
+          const vm = resolveVm(app, request, fields.vm)
+          const requester = request.requester ?? 'guest'
+          const reason = fields.reason ?? (requester === 'technician' ? 'technician' : defaultReason)
+          const result = vm.watchdog.requestRevert(reason, requester)
+          const details = { vm: vm.name, reason, requester, ...(ignored.length > 0 ? { ignored } : {}) }
+          if (result.outcome === 'refused') throw new AppError('CONFLICT', `Revert not started: ${result.why ?? 'refused'}`, details)
+          return reply.code(202).send({
+            message: result.outcome === 'started' ? 'Revert started' : 'A revert is already under way',
+            details: { ...details, outcome: result.outcome }
+          })
+        }
+      })
+    }
   }
 }
 

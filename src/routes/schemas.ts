@@ -11,7 +11,8 @@ export const errorSchema = z.object({
     code: z.string(),
     message: z.string(),
     details: z.record(z.string(), z.unknown()).optional()
-  })
+  }),
+  detail: z.string().describe('The message again, where exhibition-vm-controller put it (its web UI shows `detail` from a failed call)')
 })
 
 /** Response schemas for the error statuses a route can answer with. */
@@ -23,7 +24,28 @@ export function errorResponses<const S extends readonly number[]> (...statuses: 
 export const ackSchema = z.object({ message: z.string(), details: z.record(z.string(), z.unknown()) })
 
 export const vmField = z.string().max(64).optional().describe('The VM (default: the default VM; per-VM paths: /api/v1/vms/{vm}/...)')
-export const reasonField = z.string().max(200).regex(/^[\w .:,/-]*$/, 'letters, digits, spaces and _ . : , / - only').optional()
+/** The longest reason (or guest status) kept, in characters; longer ones are cut, not refused. */
+export const REASON_MAX_CHARS = 200
+/** Any text: cleaned and cut by cleanText() where it is used (a reason is never refused for its characters). */
+export const reasonField = z.string().optional()
+
+/**
+ * Free text from a client (a revert reason, a guest's status) made safe to record: valid
+ * Unicode, control and format characters (newlines, escapes, bidi marks) removed, runs of
+ * whitespace made one space, trimmed, cut to MAX characters. What was changed is said in
+ * `changes` (for the answer's `ignored` list); an empty result means "none given".
+ */
+export function cleanText (text: string, max = REASON_MAX_CHARS): { text: string, changes: string[] } {
+  const changes: string[] = []
+  const wellFormed = text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
+  if (wellFormed !== text) changes.push('broken UTF-16 replaced')
+  const noControls = wellFormed.replace(/[\t\n\r\v\f]/g, ' ').replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, '')
+  if (noControls !== wellFormed.replace(/[\t\n\r\v\f]/g, ' ')) changes.push('control characters removed')
+  const spaced = noControls.replace(/\s+/g, ' ').trim()
+  const chars = Array.from(spaced)
+  if (chars.length > max) changes.push(`cut to ${max} characters (was ${chars.length})`)
+  return { text: chars.slice(0, max).join('').trim(), changes }
+}
 /** true/false in JSON, or true/false/1/0 in a query string. */
 export const flagField = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])], { error: 'expected true, false, 1 or 0' }).optional()
   .transform((v) => v === true || v === 'true' || v === '1')

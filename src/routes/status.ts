@@ -12,6 +12,18 @@ import { scheduleViewSchema, screenViewSchema, watchdogViewBody, watchdogViewSch
 
 const vmQuery = z.object({ vm: z.string().max(64).optional() })
 
+/** libvirt's domain state names as `virsh domstate` prints them (EVC's vm_state). */
+export const VIRSH_STATE_WORDS: Readonly<Record<string, string>> = {
+  nostate: 'no state',
+  running: 'running',
+  blocked: 'idle',
+  paused: 'paused',
+  shutdown: 'in shutdown',
+  shutoff: 'shut off',
+  crashed: 'crashed',
+  pmsuspended: 'pmsuspended'
+}
+
 export const heartbeatStatusSchema = z.object({
   vm_name: z.string(),
   enabled: z.boolean().describe('Automatic reverts on (false in maintenance).'),
@@ -20,7 +32,7 @@ export const heartbeatStatusSchema = z.object({
   last_heartbeat_at: z.string().nullable(),
   time_since_heartbeat: z.number().nullable(),
   seconds_since_last: z.number().nullable(),
-  is_timed_out: z.boolean(),
+  is_timed_out: z.boolean().describe('No heartbeat within the deadline in force; false in maintenance (nothing reverts then), as EVC.'),
   has_received_heartbeat: z.boolean(),
   is_healthy: z.boolean(),
   state: z.string(),
@@ -33,7 +45,9 @@ export const heartbeatStatusSchema = z.object({
 export function heartbeatStatus (view: WatchdogView): z.infer<typeof heartbeatStatusSchema> {
   const since = view.secondsSinceLast === null ? null : Math.round(view.secondsSinceLast * 1000) / 1000
   // Past the deadline in force: heartbeat_timeout, or the adaptive detector's (never later).
-  const timedOut = since !== null && since >= (view.detector.effectiveTimeout ?? view.timeout)
+  const stale = since !== null && since >= (view.detector.effectiveTimeout ?? view.timeout)
+  // EVC: no timeout while auto-revert is off (its UI then shows "Disabled", not "Timeout").
+  const timedOut = stale && view.maintenance === null
   return {
     vm_name: view.vm,
     enabled: view.autoRevertEnabled,
@@ -44,7 +58,7 @@ export function heartbeatStatus (view: WatchdogView): z.infer<typeof heartbeatSt
     seconds_since_last: since,
     is_timed_out: timedOut,
     has_received_heartbeat: view.lastHeartbeat !== null,
-    is_healthy: since !== null && !timedOut && (view.state === 'healthy' || view.state === 'late' || view.state === 'maintenance'),
+    is_healthy: since !== null && !stale && (view.state === 'healthy' || view.state === 'late' || view.state === 'maintenance'),
     state: view.state,
     last_seq: view.lastSeq,
     last_status: view.lastStatus,
@@ -59,7 +73,8 @@ const statusSchema = z.object({
   uptime_seconds: z.number(),
   libvirt: z.object({ uri: z.string(), connected: z.boolean() }),
   vm_name: z.string(),
-  vm_state: z.string().describe('libvirt domain state, or "unknown" while libvirt is unreachable'),
+  vm_state: z.string().describe('The domain state in virsh\'s words, as EVC reported it: running, idle, paused, in shutdown, shut off, crashed, pmsuspended, no state; "unknown" while libvirt is unreachable'),
+  domain_state: z.string().describe('The same state by libvirt\'s name: running, blocked, paused, shutdown, shutoff, crashed, pmsuspended, nostate; "unknown" while libvirt is unreachable'),
   vm_state_reason: z.string().nullable(),
   vm_is_running: z.boolean(),
   snapshot_name: z.string(),
@@ -67,6 +82,7 @@ const statusSchema = z.object({
   snapshot_target: z.string().nullable().describe('The snapshot a revert uses now (the newest version of snapshot_name).'),
   snapshot_has_memory: z.boolean().nullable(),
   snapshot_problems: z.array(z.string()),
+  snapshot_warnings: z.array(z.string()).describe('What works but is not ideal: no memory state; an older snapshot named exactly snapshot_name beside the newer revision reverts use'),
   auto_revert_enabled: z.boolean(),
   watchdog: watchdogViewSchema,
   heartbeat: heartbeatStatusSchema,
@@ -84,12 +100,12 @@ async function vmStatus (app: Parameters<FastifyPluginAsyncZod>[0], vm: VmContex
   const view = vm.watchdog.view()
   let vmState = 'unknown'
   let reason: string | null = null
-  let snapshot: { exists: boolean, target: string | null, hasMemory: boolean | null, problems: string[] } | null = null
+  let snapshot: { exists: boolean, target: string | null, hasMemory: boolean | null, problems: string[], warnings: string[] } | null = null
   if (h.connected) {
     try {
       const check = await vm.snapshots.check(vm.name, vm.config.snapshot_name)
       vmState = check.domainState ?? 'unknown'
-      snapshot = { exists: check.exists, target: check.target, hasMemory: check.exists ? check.hasMemory : null, problems: check.problems }
+      snapshot = { exists: check.exists, target: check.target, hasMemory: check.exists ? check.hasMemory : null, problems: check.problems, warnings: check.warnings }
       if (check.domainExists) reason = (await h.domainState(vm.name)).reasonName
     } catch (err) {
       app.log.warn({ err, vm: vm.name }, 'status: cannot read the VM from libvirt')
@@ -101,7 +117,8 @@ async function vmStatus (app: Parameters<FastifyPluginAsyncZod>[0], vm: VmContex
     uptime_seconds: Math.round((app.clock.now() - app.startedAt) / 1000),
     libvirt: { uri: h.uri, connected: h.connected },
     vm_name: vm.name,
-    vm_state: vmState,
+    vm_state: VIRSH_STATE_WORDS[vmState] ?? vmState,
+    domain_state: vmState,
     vm_state_reason: reason,
     vm_is_running: vmState === 'running',
     snapshot_name: vm.config.snapshot_name,
@@ -109,6 +126,7 @@ async function vmStatus (app: Parameters<FastifyPluginAsyncZod>[0], vm: VmContex
     snapshot_target: snapshot?.target ?? null,
     snapshot_has_memory: snapshot?.hasMemory ?? null,
     snapshot_problems: snapshot?.problems ?? (h.connected ? [] : ['libvirt is not reachable']),
+    snapshot_warnings: snapshot?.warnings ?? [],
     auto_revert_enabled: view.autoRevertEnabled,
     watchdog: watchdogViewBody(view),
     heartbeat: heartbeatStatus(view),

@@ -4,11 +4,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { MAINTENANCE_MAX_MINUTES } from '../limits.ts'
-import { errorResponses, flagField, reasonField, vmField } from './schemas.ts'
+import { cleanText, errorResponses, flagField, reasonField, vmField } from './schemas.ts'
 import { vmAction } from './vm-context.ts'
 
 const vmFields = z.object({ vm: vmField })
-const revertFields = vmFields.extend({ reason: reasonField.describe('Recorded in the audit trail (default: technician).') })
+const revertFields = vmFields.extend({ reason: reasonField.describe('Recorded in the audit trail (default: technician); any text, cleaned and cut to 200 characters.') })
 const disableFields = vmFields.extend({
   minutes: z.coerce.number().positive().max(MAINTENANCE_MAX_MINUTES).optional().describe('How long auto-revert stays off (default: maintenance_minutes from config).'),
   indefinite: flagField.describe('true: until switched back on.')
@@ -17,9 +17,11 @@ const refusals = errorResponses(400, 401, 403, 404, 409, 429, 503)
 
 const technicianRoutes: FastifyPluginAsyncZod = async (app) => {
   vmAction(app, 'POST /revert', { status: 202, fields: revertFields, refusals, summary: 'Revert the VM to its snapshot now (a technician\'s revert: allowed in maintenance, clears exhausted)' }, async (vm, fields) => {
-    const reason = fields.reason?.trim() || 'technician'
+    const cleaned = cleanText(fields.reason ?? '')
+    const reason = cleaned.text || 'technician'
     const result = vm.watchdog.requestRevert(reason, 'technician')
-    return { message: result.outcome === 'started' ? 'Revert started' : 'A revert is already under way', details: { vm: vm.name, reason, outcome: result.outcome } }
+    const ignored = cleaned.changes.map((change) => `reason: ${change}`)
+    return { message: result.outcome === 'started' ? 'Revert started' : 'A revert is already under way', details: { vm: vm.name, reason, outcome: result.outcome, ...(ignored.length > 0 ? { ignored } : {}) } }
   })
 
   vmAction(app, 'GET POST /vm/start', { status: 202, fields: vmFields, refusals, summary: 'Clear a manual stop and bring the VM up (revert to the snapshot)' }, async (vm) => {

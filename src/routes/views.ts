@@ -34,7 +34,7 @@ export const detectorViewSchema = z.object({
   phi: z.number().nullable().describe('The suspicion level now, -log10(P(the heartbeat is still coming)); null with the fixed detector or too few heartbeats'),
   phi_threshold: z.number().nullable(),
   samples: z.number().describe('Heartbeat gaps remembered'),
-  learned_seconds: z.number().describe('Seconds of heartbeats seen since the last start or revert (adaptive: learning until adaptive_learning)'),
+  learned_seconds: z.number().describe('Seconds of heartbeats the adaptive detector has seen of this guest, kept across reverts and restarts (learning until adaptive_learning)'),
   mean_gap_ms: z.number().nullable().describe('Mean remembered gap (null while learning)'),
   longest_gap_ms: z.number().nullable().describe('Longest remembered gap, about (bucketed, ±7 %)')
 })

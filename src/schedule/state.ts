@@ -46,6 +46,19 @@ function openIntervals (schedule: CompiledSchedule, zone: string, first: number,
   return merged
 }
 
+/**
+ * The opening hours within [from, to) as sorted, disjoint [start, end) instants (for the
+ * availability figures: the share of opening hours a VM was healthy).
+ */
+export function openingIntervals (config: ScheduleConfig, zone: string, from: number, to: number): Array<[number, number]> {
+  if (!(to > from)) return []
+  const schedule = compileSchedule(config)
+  // From the day before: its hours may reach past midnight (24:00) into the first day.
+  return openIntervals(schedule, zone, localTime(from, zone).day - 1, localTime(to, zone).day)
+    .map(([a, b]): [number, number] => [Math.max(a, from), Math.min(b, to)])
+    .filter(([a, b]) => b > a)
+}
+
 export function scheduleState (config: ScheduleConfig, now: Date | number, zone: string): ScheduleState {
   const schedule = compileSchedule(config)
   const t = typeof now === 'number' ? now : now.getTime()

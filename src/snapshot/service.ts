@@ -40,6 +40,28 @@ export interface CreateResult {
   hasMemory: boolean
   /** The snapshot was made, but what comes after it (reading the list back, pruning) failed: why. */
   warning?: string
+  /** 'revision': a new `name~stamp`; 'replace': the literal name, a same-named one replaced. */
+  mode: CreateMode
+  /** 'replace': the same-named snapshot that was deleted after the new state was safe; else null. */
+  replaced: string | null
+}
+
+/**
+ * How create() names the new snapshot. 'revision': `name~stamp`, the previous version kept (the
+ * configured snapshot with keep_revisions > 0). 'replace': exactly `name`, a same-named snapshot
+ * replaced as exhibition-vm-controller did (a name given explicitly; keep_revisions 0).
+ */
+export type CreateMode = 'revision' | 'replace'
+
+export interface CreateOptions {
+  description?: string
+  /** Default: 'revision' when keepRevisions > 0, else 'replace'. */
+  mode?: CreateMode
+  /**
+   * Refuse (SNAPSHOT_VM_NOT_RUNNING) when the domain is shut off or crashed: such a snapshot
+   * holds no memory state and a revert to it boots the VM from disk.
+   */
+  requireRunning?: boolean
 }
 
 export interface RollbackResult {
@@ -70,6 +92,11 @@ export interface SnapshotCheck {
   problems: string[]
   /** What works but is not ideal (a snapshot without memory state). */
   warnings: string[]
+  /**
+   * A snapshot literally named `name` exists but is not the target (a newer revision is): a
+   * manual `virsh snapshot-revert DOM name` would go back to that older state.
+   */
+  staleLiteral: boolean
 }
 
 export class SnapshotService {
@@ -113,44 +140,108 @@ export class SnapshotService {
 
   /**
    * Snapshots the domain as it is now (with memory when it runs) as the new active version of
-   * `name`. The previous version is kept as a revision; revisions beyond keepRevisions are deleted.
+   * `name`. 'revision' mode: a new `name~stamp`; the previous version is kept and only revisions
+   * beyond keepRevisions are deleted (never a plainly named snapshot: the service did not make it).
+   * 'replace' mode: exactly `name` (see #replace for the order that never leaves no snapshot).
    */
-  async create (domain: string, name: string, options: { description?: string } = {}): Promise<CreateResult> {
+  async create (domain: string, name: string, options: CreateOptions = {}): Promise<CreateResult> {
     const base = assertBaseName(name)
+    const mode = options.mode ?? (this.keepRevisions > 0 ? 'revision' : 'replace')
     return this.#exclusive(domain, async () => {
+      if (options.requireRunning === true) await this.#assertRunning(domain, base)
       const before = (await this.list(domain)).filter((s) => s.base === base)
       const previous = before[0] ?? null
-      // Names order the versions: never earlier than the newest, even if the clock went back.
-      const time = Math.max(this.#clock.now(), previous ? previous.versionTime + 1 : 0)
-      const snapshot = revisionName(base, time)
-      const description = options.description ?? `kiosk-vm-watchdog: "${base}" as of ${new Date(time).toISOString()}`
-      await this.#hypervisor.createSnapshot(domain, snapshotXml(snapshot, description))
+      const description = options.description ?? `kiosk-vm-watchdog: "${base}" as of ${new Date(this.#clock.now()).toISOString()}`
+      let snapshot: string
+      let replaced: string | null = null
+      const warnings: string[] = []
+      if (mode === 'revision') {
+        snapshot = this.#nextRevision(base, previous)
+        await this.#hypervisor.createSnapshot(domain, snapshotXml(snapshot, description))
+      } else {
+        snapshot = base
+        const outcome = await this.#replace(domain, base, before, description)
+        replaced = outcome.replaced
+        if (outcome.warning !== null) warnings.push(outcome.warning)
+      }
 
       // From here on the snapshot exists: a failure is reported with it, never as "not created".
       let after: SnapshotEntry[]
       try {
         after = (await this.list(domain)).filter((s) => s.base === base)
       } catch (err) {
-        const warning = `created, but the snapshot list cannot be read back (old revisions were not pruned): ${err instanceof Error ? err.message : String(err)}`
+        const warning = [...warnings, `created, but the snapshot list cannot be read back (old revisions were not pruned): ${err instanceof Error ? err.message : String(err)}`].join('; ')
         this.#log.warn({ domain, snapshot, err }, 'snapshot created; reading the list back failed')
-        return { name: base, snapshot, revision: previous?.name ?? null, pruned: [], hasMemory: false, warning }
+        return { name: base, snapshot, revision: mode === 'revision' ? previous?.name ?? null : null, pruned: [], hasMemory: false, warning, mode, replaced }
       }
       const created = after.find((s) => s.name === snapshot)
       if (created?.isActive !== true) {
         // Only possible if someone else made a newer version in between; the new one is still kept.
         this.#log.warn({ domain, snapshot, active: after[0]?.name }, 'the new snapshot is not the newest version')
       }
-      const pruned = await this.#prune(domain, after, created?.isActive === true ? snapshot : after[0]?.name)
-      const revision = previous && !pruned.includes(previous.name) ? previous.name : null
+      const pruned = await this.#prune(domain, after, snapshot)
+      const revision = mode === 'revision' && previous && !pruned.includes(previous.name) ? previous.name : null
       const hasMemory = created?.hasMemory ?? false
-      this.#log.info({ domain, snapshot, base, previous: previous?.name ?? null, kept: revision, pruned, hasMemory }, 'snapshot created')
+      this.#log.info({ domain, snapshot, base, mode, previous: previous?.name ?? null, kept: revision, replaced, pruned, hasMemory }, 'snapshot created')
       if (!hasMemory) this.#log.warn({ domain, snapshot, state: created?.state }, 'snapshot has no memory state (the VM was not running): a revert to it boots the VM')
-      return { name: base, snapshot, revision, pruned, hasMemory }
+      return { name: base, snapshot, revision, pruned, hasMemory, mode, replaced, ...(warnings.length > 0 ? { warning: warnings.join('; ') } : {}) }
     })
   }
 
+  /** `name~stamp`, never earlier than the newest version (even if the clock went back). */
+  #nextRevision (base: string, newest: SnapshotEntry | null): string {
+    return revisionName(base, Math.max(this.#clock.now(), newest ? newest.versionTime + 1 : 0))
+  }
+
+  async #assertRunning (domain: string, base: string): Promise<void> {
+    const { state } = await this.#hypervisor.domainState(domain)
+    if (state === 'shutoff' || state === 'crashed') {
+      throw new AppError('SNAPSHOT_VM_NOT_RUNNING', `VM ${domain} is ${state === 'shutoff' ? 'shut off' : state}: a snapshot "${base}" taken now would hold no memory state, and every revert to it would boot the VM from disk instead of resuming the exhibit. Start the VM and let the artwork settle first, or pass allow_stopped=true to take it anyway`, { vm: domain, snapshot: base, vm_state: state })
+    }
+  }
+
+  /**
+   * Creates the literal `base`, replacing a same-named snapshot. libvirt cannot rename a snapshot
+   * and two cannot share a name, so the old one must go before the new one can take its name.
+   * Order, so that the VM always has a version of `base` to revert to: (1) the new state as a
+   * temporary revision `base~stamp`; (2) delete the old `base`; (3) create `base`; (4) delete the
+   * temporary revision. (1) or (2) failing changes nothing (the temporary revision is removed);
+   * (3) failing leaves the temporary revision as the active version (SNAPSHOT_KEPT_AS_REVISION);
+   * (4) failing is a warning.
+   */
+  async #replace (domain: string, base: string, versions: SnapshotEntry[], description: string): Promise<{ replaced: string | null, warning: string | null }> {
+    const old = versions.find((s) => s.name === base)
+    if (!old) {
+      await this.#hypervisor.createSnapshot(domain, snapshotXml(base, description))
+      return { replaced: null, warning: null }
+    }
+    const temp = this.#nextRevision(base, versions[0] ?? null)
+    await this.#hypervisor.createSnapshot(domain, snapshotXml(temp, `${description} (temporary, while "${base}" is replaced)`))
+    try {
+      await this.#hypervisor.deleteSnapshot(domain, base, { children: false })
+    } catch (err) {
+      await this.#hypervisor.deleteSnapshot(domain, temp, { children: false }).catch((cleanup: unknown) => {
+        this.#log.warn({ domain, snapshot: temp, err: cleanup }, 'cannot delete the temporary snapshot; it stays')
+      })
+      throw err
+    }
+    try {
+      await this.#hypervisor.createSnapshot(domain, snapshotXml(base, description))
+    } catch (err) {
+      this.#log.warn({ domain, snapshot: base, kept: temp, err }, `the old "${base}" is deleted but the new one cannot be created; the new state is kept as ${temp}, which reverts use`)
+      throw new AppError('SNAPSHOT_KEPT_AS_REVISION', `libvirt refused to create "${base}" after the old one was deleted; the new state is kept as ${temp}`, { vm: domain, snapshot: base, kept_as: temp }, { cause: err })
+    }
+    try {
+      await this.#hypervisor.deleteSnapshot(domain, temp, { children: false })
+    } catch (err) {
+      this.#log.warn({ domain, snapshot: temp, err }, 'cannot delete the temporary snapshot; it stays')
+      return { replaced: base, warning: `the temporary snapshot ${temp} could not be deleted (${err instanceof Error ? err.message : String(err)})` }
+    }
+    return { replaced: base, warning: null }
+  }
+
   /** Creates `name` only when it has no version at all. */
-  async ensure (domain: string, name: string, options: { description?: string } = {}): Promise<{ created: boolean, target: string }> {
+  async ensure (domain: string, name: string, options: CreateOptions = {}): Promise<{ created: boolean, target: string }> {
     const [active] = await this.versions(domain, name)
     if (active) return { created: false, target: active.name }
     const result = await this.create(domain, name, options)
@@ -178,9 +269,10 @@ export class SnapshotService {
 
   /**
    * Deletes one snapshot by its exact name (a revision name, or a plain name). The active version
-   * of a name (what a revert uses) is refused unless `force`: use rollback() to step back.
+   * of `protect` (the configured snapshot_name: what reverts use) is refused unless `force`: use
+   * rollback() to step back. Any other snapshot is deleted when a technician names it.
    */
-  async delete (domain: string, snapshot: string, options: { children?: boolean, force?: boolean } = {}): Promise<{ deleted: string, active: string | null }> {
+  async delete (domain: string, snapshot: string, options: { children?: boolean, force?: boolean, protect?: string } = {}): Promise<{ deleted: string, active: string | null }> {
     const name = assertSnapshotRef(snapshot)
     return this.#exclusive(domain, async () => {
       const all = await this.list(domain)
@@ -193,7 +285,7 @@ export class SnapshotService {
         throw notFound(domain, name)
       }
       const versions = all.filter((s) => s.base === target.base)
-      if (target.isActive && !options.force) {
+      if (target.isActive && target.base === options.protect && !options.force) {
         const next = versions[1]
         throw new AppError('CONFLICT', next
           ? `"${name}" is the active version of "${target.base}" (what a revert uses); use rollback to make ${next.name} active, or force`
@@ -210,7 +302,7 @@ export class SnapshotService {
   /** What check-config and the status API report: can a revert to `name` work, and how well. */
   async check (domain: string, name: string): Promise<SnapshotCheck> {
     const base = assertBaseName(name)
-    const result: SnapshotCheck = { name: base, domainExists: false, domainState: null, exists: false, target: null, hasMemory: false, state: null, creationTime: null, revisions: 0, ok: false, problems: [], warnings: [] }
+    const result: SnapshotCheck = { name: base, domainExists: false, domainState: null, exists: false, target: null, hasMemory: false, state: null, creationTime: null, revisions: 0, ok: false, problems: [], warnings: [], staleLiteral: false }
     try {
       result.domainState = (await this.#hypervisor.domainState(domain)).state
       result.domainExists = true
@@ -227,13 +319,20 @@ export class SnapshotService {
     }
     Object.assign(result, { exists: true, target: active.name, hasMemory: active.hasMemory, state: active.state, creationTime: active.creationTime, revisions: versions.length - 1, ok: true })
     if (!active.hasMemory) result.warnings.push(`snapshot ${active.name} has no memory state (taken while the VM was ${active.state}): a revert boots the VM instead of resuming it`)
+    if (active.name !== base && versions.some((s) => s.name === base)) {
+      result.staleLiteral = true
+      result.warnings.push(`a snapshot named exactly "${base}" exists but is older than ${active.name}, the one reverts use: "virsh snapshot-revert ${domain} ${base}" would go back to that older state (revert through the service: POST /api/v1/revert; delete the old one: DELETE /api/v1/snapshot/${base})`)
+    }
     return result
   }
 
-  /** Deletes versions older than the active one plus keepRevisions. Failures are logged, not thrown. */
-  async #prune (domain: string, versions: SnapshotEntry[], active: string | undefined): Promise<string[]> {
+  /**
+   * Deletes revisions (`name~stamp`, the ones this service made) beyond keepRevisions, never the
+   * new snapshot and never a plainly named one (EVC's or a technician's `ready`). Failures are logged.
+   */
+  async #prune (domain: string, versions: SnapshotEntry[], keep: string): Promise<string[]> {
     const pruned: string[] = []
-    for (const old of versions.filter((s) => s.name !== active).slice(this.keepRevisions)) {
+    for (const old of versions.filter((s) => s.name !== keep && s.revisionOf !== null).slice(this.keepRevisions)) {
       try {
         await this.#hypervisor.deleteSnapshot(domain, old.name, { children: false })
         pruned.push(old.name)

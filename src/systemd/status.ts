@@ -1,6 +1,7 @@
 // The STATUS= line `systemctl status kiosk-vm-watchdog` shows, kept true: rebuilt on every change
 // a technician cares about (libvirt lost or back, a VM's state, maintenance, exhausted) and sent
 // only when its text changes, so a steady stream of heartbeats sends nothing.
+import type { TimerPort } from '../ports/index.ts'
 import type { Notifier } from './notify.ts'
 
 /** The part of a watchdog's view the status line uses (WatchdogView fits). */
@@ -48,10 +49,22 @@ export interface StatusUpdater {
   ready (): void
   /** STATUS= again, when the line differs from the last one sent. */
   update (): void
+  /**
+   * update() once, STATUS_COALESCE_MS later: a burst of changes (every VM's first heartbeat after a
+   * start, all VMs after libvirt is back) builds the line, which walks every VM, a few times a
+   * second at most instead of once per change (N VMs: N² view builds).
+   */
+  updateSoon (): void
+  /** Drops a pending updateSoon(). */
+  close (): void
 }
 
-export function statusUpdater (notifier: Pick<Notifier, 'status' | 'ready'>, line: () => string): StatusUpdater {
+/** How long updateSoon() gathers changes; `systemctl status` a quarter second late is no loss. */
+export const STATUS_COALESCE_MS = 250
+
+export function statusUpdater (notifier: Pick<Notifier, 'status' | 'ready'>, line: () => string, timers?: TimerPort): StatusUpdater {
   let last: string | null = null
+  let pending: unknown = null
   const current = (): string | null => {
     try {
       return line()
@@ -70,6 +83,18 @@ export function statusUpdater (notifier: Pick<Notifier, 'status' | 'ready'>, lin
       if (text === null || text === last) return
       last = text
       notifier.status(text)
+    },
+    updateSoon () {
+      if (timers === undefined) return this.update()
+      if (pending !== null) return
+      pending = timers.setTimeout(() => {
+        pending = null
+        this.update()
+      }, STATUS_COALESCE_MS)
+    },
+    close () {
+      if (pending !== null) timers?.clearTimeout(pending)
+      pending = null
     }
   }
 }

@@ -13,8 +13,8 @@ function guestRequest (i: number): InjectOptions {
   const path = i % 2 === 0 ? 'revert/request' : 'vm/restart'
   const prefix = i % 3 === 0 ? '/api/v1/vms/test/' : '/api/v1/'
   return i % 4 < 2
-    ? { method: 'GET', url: `${prefix}${path}?reason=burst_${i}`, remoteAddress: '10.0.2.15' }
-    : { method: 'POST', url: `${prefix}${path}`, payload: { reason: `burst_${i}` }, remoteAddress: '10.0.2.15' }
+    ? { method: 'GET', url: `${prefix}${path}?reason=burst_${i}`, remoteAddress: '192.168.122.15' }
+    : { method: 'POST', url: `${prefix}${path}`, payload: { reason: `burst_${i}` }, remoteAddress: '192.168.122.15' }
 }
 
 t.test(`${N} simultaneous guest revert requests: exactly one revert, the others coalesced`, async (t) => {
@@ -42,7 +42,7 @@ t.test(`${N} simultaneous guest revert requests: exactly one revert, the others 
   t.equal(status.state, 'grace')
 
   // The guest is back: now the minimum interval refuses every one of another burst.
-  t.equal((await call(app, { url: '/api/v1/heartbeat', remoteAddress: '10.0.2.15' })).body.details.state, 'healthy')
+  t.equal((await call(app, { url: '/api/v1/heartbeat', remoteAddress: '192.168.122.15' })).body.details.state, 'healthy')
   const second = await Promise.all(Array.from({ length: N }, (_, i) => app.inject(guestRequest(i))))
   t.same(second.map((r) => r.statusCode), Array(N).fill(409), 'all refused')
   t.ok(second.every((r) => r.json().error.code === 'CONFLICT' && /at most one every 60 s/.test(r.json().error.message)))

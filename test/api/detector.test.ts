@@ -42,7 +42,7 @@ t.test('adaptive: learning, then the φ deadline, shown everywhere; the hang rev
   const after = (await call(app, '/api/v1/status')).body.watchdog
   t.match(after.last_revert, { reason: 'heartbeat_timeout', source: 'auto' })
   t.equal(Date.parse(after.last_revert.at) - Date.parse(after.last_heartbeat), 3000, 'reverted exactly 3 s after the last heartbeat')
-  t.equal(after.detector.samples, 0, 'the window is cleared at the revert')
+  t.match(after.detector, { samples: 30, learned_seconds: 30 }, 'what was learned is kept at the revert: the same guest comes back')
   const audit = (await call(app, '/api/v1/events?kind=revert_started')).body.events
   t.match(audit[0], { reason: 'heartbeat_timeout', detail: /φ \d+\.\d+, threshold 8/ })
 })
@@ -72,4 +72,21 @@ t.test('config: adaptive_min_timeout above heartbeat_timeout is an error naming 
   t.throws(() => parseConfig({ heartbeat_detector: 'sometimes' }, {}), /heartbeat_detector/)
   t.throws(() => parseConfig({ phi_threshold: 0 }, {}), /phi_threshold/)
   t.equal(parseConfig({}, {}).vms[0]!.heartbeat_detector, 'fixed', 'fixed by default')
+})
+
+t.test('adaptive: what the detector learned survives a restart of the service (the state file)', async (t) => {
+  const config = { heartbeat_detector: 'adaptive', heartbeat_timeout: 15, adaptive_min_timeout: 3, phi_threshold: 8, adaptive_learning: 30, startup_grace: 0 }
+  const first = await build(t, { config, manualClose: true })
+  for (let i = 0; i <= 40; i++) {
+    t.equal((await call(first.app, '/api/v1/heartbeat')).status, 200)
+    await first.run(1000)
+  }
+  const learned = (await call(first.app, '/api/v1/status')).body.watchdog.detector
+  t.match(learned, { rule: 'phi', samples: 40, learned_seconds: 40 })
+  await first.app.close()
+
+  const second = await build(t, { config: { ...config, data_dir: first.dataDir } })
+  t.equal((await call(second.app, '/api/v1/heartbeat')).status, 200)
+  const restored = (await call(second.app, '/api/v1/status')).body.watchdog.detector
+  t.match(restored, { rule: 'phi', samples: 40, learned_seconds: 40, effective_timeout: 3 }, 'no second learning after the restart: the φ deadline at once')
 })

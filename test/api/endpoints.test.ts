@@ -1,7 +1,7 @@
 // Every endpoint of the API (issue 3), GET and POST where both exist, on the real app with
 // libvirt's test driver: status codes and the values that matter in each body.
 import t from 'tap'
-import { build, assertError, call, events, until } from './helpers.ts'
+import { build, assertError, call, events, GUEST, until } from './helpers.ts'
 
 const REVISION = /^ready~\d{8}T\d{6}\.\d{3}Z$/
 
@@ -29,9 +29,11 @@ t.test('heartbeat: GET and POST, with and without seq/status/vm; heartbeat/statu
     heartbeats_total: 0
   }, 'no heartbeat yet: EVC\'s null last_heartbeat, not healthy')
 
+  // From the host itself (the quick start's curl): loopback is not a guest network by default,
+  // and its heartbeat counts all the same.
   const bare = await call(app, '/api/v1/heartbeat')
   t.equal(bare.status, 200)
-  t.same(bare.body, { message: 'Heartbeat received', details: { vm: 'test', seq: null, state: 'healthy' } })
+  t.same(bare.body, { message: 'Heartbeat received', details: { vm: 'test', seq: null, state: 'healthy', requester: 'technician' } })
 
   const bareStatus = (await call(app, '/api/v1/heartbeat/status')).body
   t.equal(bareStatus.last_heartbeat, clock.now() / 1000, 'last_heartbeat is epoch seconds')
@@ -41,14 +43,14 @@ t.test('heartbeat: GET and POST, with and without seq/status/vm; heartbeat/statu
   t.equal(bareStatus.last_source, '127.0.0.1', 'the source address is recorded')
 
   await run(1000)
-  const withFields = await call(app, '/api/v1/heartbeat?seq=41&status=ok&vm=test')
+  const withFields = await call(app, { url: '/api/v1/heartbeat?seq=41&status=ok&vm=test', ...GUEST })
   t.equal(withFields.status, 200)
-  t.same(withFields.body.details, { vm: 'test', seq: 41, state: 'healthy' })
+  t.same(withFields.body.details, { vm: 'test', seq: 41, state: 'healthy', requester: 'guest' })
 
   await run(1000)
-  const post = await call(app, { method: 'POST', url: '/api/v1/heartbeat', payload: { seq: 42, status: 'artwork running', vm: 'test' } })
+  const post = await call(app, { method: 'POST', url: '/api/v1/heartbeat', payload: { seq: 42, status: 'artwork running', vm: 'test' }, ...GUEST })
   t.equal(post.status, 200)
-  t.same(post.body.details, { vm: 'test', seq: 42, state: 'healthy' })
+  t.same(post.body.details, { vm: 'test', seq: 42, state: 'healthy', requester: 'guest' })
   t.equal((await call(app, '/api/v1/heartbeat/status')).body.last_status, 'artwork running', 'status from the JSON body')
   const postNoBody = await call(app, { method: 'POST', url: '/api/v1/heartbeat' })
   t.equal(postNoBody.status, 200, 'POST without a body (EVC\'s scripts send none)')
@@ -83,9 +85,9 @@ t.test('heartbeat: GET and POST, with and without seq/status/vm; heartbeat/statu
 
 t.test('revert/request: 202, the reason reaches /events; GET and POST', async (t) => {
   const { app } = await build(t)
-  const r = await call(app, '/api/v1/revert/request?reason=idle:15min')
+  const r = await call(app, { url: '/api/v1/revert/request?reason=idle:15min', ...GUEST })
   t.equal(r.status, 202)
-  t.same(r.body, { message: 'Revert started', details: { vm: 'test', reason: 'idle:15min', outcome: 'started' } })
+  t.same(r.body, { message: 'Revert started', details: { vm: 'test', reason: 'idle:15min', requester: 'guest', outcome: 'started' } })
   await until('the revert finished', async () => (await events(app, 'revert_finished')).length === 1)
   const requests = await events(app, 'revert_request')
   t.equal(requests.length, 1)
@@ -93,9 +95,9 @@ t.test('revert/request: 202, the reason reaches /events; GET and POST', async (t
   t.match((await events(app, 'revert_started'))[0], { reason: 'idle:15min', source: 'guest' })
 
   // The revert is done and no heartbeat came yet (grace): another request joins it.
-  const post = await call(app, { method: 'POST', url: '/api/v1/revert/request', payload: { reason: 'process_missing' } })
+  const post = await call(app, { method: 'POST', url: '/api/v1/revert/request', payload: { reason: 'process_missing' }, ...GUEST })
   t.equal(post.status, 202)
-  t.same(post.body.details, { vm: 'test', reason: 'process_missing', outcome: 'coalesced' })
+  t.same(post.body.details, { vm: 'test', reason: 'process_missing', requester: 'guest', outcome: 'coalesced' })
   t.equal(post.body.message, 'A revert is already under way')
   t.match((await events(app, 'revert_request'))[0], { reason: 'process_missing', outcome: 'coalesced' })
   t.equal((await events(app, 'revert_started')).length, 1, 'still one revert')
@@ -103,18 +105,18 @@ t.test('revert/request: 202, the reason reaches /events; GET and POST', async (t
 
 t.test('revert/request without a reason: guest_request', async (t) => {
   const { app } = await build(t)
-  const r = await call(app, { method: 'POST', url: '/api/v1/revert/request' })
+  const r = await call(app, { method: 'POST', url: '/api/v1/revert/request', ...GUEST })
   t.equal(r.status, 202)
-  t.same(r.body.details, { vm: 'test', reason: 'guest_request', outcome: 'started' })
+  t.same(r.body.details, { vm: 'test', reason: 'guest_request', requester: 'guest', outcome: 'started' })
 })
 
 t.test('vm/restart (EVC\'s guest path): a guest revert, GET and POST', async (t) => {
   for (const method of ['GET', 'POST'] as const) {
     await t.test(method, async (t) => {
       const { app, lifecycle } = await build(t)
-      const r = await call(app, { method, url: '/api/v1/vm/restart' })
+      const r = await call(app, { method, url: '/api/v1/vm/restart', ...GUEST })
       t.equal(r.status, 202)
-      t.same(r.body.details, { vm: 'test', reason: 'guest_restart_request', outcome: 'started' })
+      t.same(r.body.details, { vm: 'test', reason: 'guest_restart_request', requester: 'guest', outcome: 'started' })
       await until('the revert finished', async () => (await events(app, 'revert_finished')).length === 1)
       t.match((await events(app, 'revert_started'))[0], { reason: 'guest_restart_request', source: 'guest' })
       t.same(lifecycle.filter((e) => e.domain === 'test').map((e) => `${e.type}/${e.detailName}`), ['stopped/from_snapshot', 'started/from_snapshot'], 'libvirt reverted the VM')
@@ -133,7 +135,8 @@ t.test('vm/stop: the VM really stops, maintenance "stopped", no automatic revert
   await until('the VM is shut off', async () => (await app.hypervisor.domainState('test')).state === 'shutoff')
 
   const status = (await call(app, '/api/v1/status')).body
-  t.equal(status.vm_state, 'shutoff')
+  t.equal(status.vm_state, 'shut off', 'virsh\'s words, as EVC reported them')
+  t.equal(status.domain_state, 'shutoff', 'libvirt\'s state name')
   t.equal(status.vm_is_running, false)
   t.equal(status.watchdog.state, 'maintenance')
   t.equal(status.watchdog.maintenance.reason, 'stopped')
@@ -146,7 +149,7 @@ t.test('vm/stop: the VM really stops, maintenance "stopped", no automatic revert
   t.equal((await app.hypervisor.domainState('test')).state, 'shutoff', 'still shut off 10 s later')
   t.equal((await events(app, 'revert_started')).length, 0, 'no revert')
   t.equal(lifecycle.filter((e) => e.type === 'started').length, 0)
-  assertError(t, await call(app, '/api/v1/revert/request?reason=idle'), 409, 'CONFLICT', /maintenance \(stopped\)/)
+  assertError(t, await call(app, { url: '/api/v1/revert/request?reason=idle', ...GUEST }), 409, 'CONFLICT', /maintenance \(stopped\)/)
 
   const start = await call(app, '/api/v1/vm/start')
   t.equal(start.status, 202)
@@ -253,26 +256,27 @@ t.test('snapshots: list, create (previous kept as revision), rollback, delete', 
   t.equal(list.body.vm_name, 'test')
   t.equal(list.body.snapshot_name, 'ready')
   t.equal(list.body.snapshots.length, 1, 'the one the app created at start (test driver)')
-  const first = list.body.snapshots[0]
-  t.match(first, { name: REVISION, revision_of: 'ready', is_current: true, has_memory: true, state: 'running' })
+  t.type(list.body.snapshots[0], 'string', 'snapshots: names, as exhibition-vm-controller')
+  const first = list.body.snapshot_details[0]
+  t.equal(first.name, list.body.snapshots[0])
+  t.match(first, { name: REVISION, revision_of: 'ready', is_current: true, has_memory: true, state: 'running', is_target: true })
+  t.equal(list.body.snapshot_target, first.name)
   t.ok(!Number.isNaN(Date.parse(first.creation_time)))
 
   const created = await call(app, { method: 'POST', url: '/api/v1/snapshot/create' })
   t.equal(created.status, 201)
-  let names = (await call(app, '/api/v1/snapshots')).body.snapshots.map((s: { name: string }) => s.name)
+  let names: string[] = (await call(app, '/api/v1/snapshots')).body.snapshots
   t.equal(names.length, 2)
-  const second = names.find((n: string) => n !== first.name)
+  const second = names.find((n: string) => n !== first.name)!
   t.match(second, REVISION)
-  t.same(created.body.details, { vm: 'test', snapshot: 'ready', created: second, previous_kept_as: first.name, has_memory: true })
+  t.same(created.body.details, { vm: 'test', snapshot: 'ready', created: second, previous_kept_as: first.name, replaced: false, has_memory: true })
   t.ok(second > first.name, 'the new revision sorts after the old one')
   t.equal((await call(app, '/api/v1/status')).body.snapshot_target, second, 'a revert now uses the new one')
   t.match((await events(app, 'snapshot_create'))[0], { reason: 'technician', snapshot: 'ready', outcome: 'ok', revision: first.name })
 
   const other = await call(app, '/api/v1/snapshot/create?snapshot_name=before-update.2')
   t.equal(other.status, 201, 'GET works too')
-  const { created: otherCreated, ...otherDetails } = other.body.details
-  t.same(otherDetails, { vm: 'test', snapshot: 'before-update.2', previous_kept_as: null, has_memory: true }, 'a new name keeps nothing')
-  t.match(otherCreated, /^before-update\.2~\d{8}T\d{6}\.\d{3}Z$/)
+  t.same(other.body.details, { vm: 'test', snapshot: 'before-update.2', created: 'before-update.2', previous_kept_as: null, replaced: false, has_memory: true }, 'another name: exactly that name')
 
   const rolled = await call(app, { method: 'POST', url: '/api/v1/snapshot/rollback' })
   t.equal(rolled.status, 200)
@@ -281,22 +285,23 @@ t.test('snapshots: list, create (previous kept as revision), rollback, delete', 
   assertError(t, await call(app, { method: 'POST', url: '/api/v1/snapshot/rollback' }), 409, 'NO_REVISION', /no earlier revision/)
   assertError(t, await call(app, '/api/v1/snapshot/rollback?snapshot_name=nothing-here'), 404, 'SNAPSHOT_NOT_FOUND')
 
-  // Delete: the active version needs force; another one goes at once.
-  const otherName = (await call(app, '/api/v1/snapshots')).body.snapshots.find((s: { revision_of: string | null }) => s.revision_of === 'before-update.2').name
+  // Delete: the snapshot reverts use needs force; any other one goes at once.
   assertError(t, await call(app, { method: 'DELETE', url: `/api/v1/snapshot/${first.name}` }), 409, 'CONFLICT')
-  assertError(t, await call(app, `/api/v1/snapshot/delete/${otherName}`), 409, 'CONFLICT')
   await call(app, '/api/v1/snapshot/create') // ready has two versions again: `first` is now the older one
   const del = await call(app, { method: 'DELETE', url: `/api/v1/snapshot/${first.name}` })
   t.equal(del.status, 200)
   t.equal(del.body.details.snapshot, first.name)
-  const forced = await call(app, `/api/v1/snapshot/delete/${otherName}?force=true`)
-  t.equal(forced.status, 200, 'GET delete with force removes the active (only) version')
-  t.same(forced.body.details, { vm: 'test', snapshot: otherName, active: null })
-  names = (await call(app, '/api/v1/snapshots')).body.snapshots.map((s: { name: string }) => s.name)
+  const otherDeleted = await call(app, '/api/v1/snapshot/delete/before-update.2')
+  t.equal(otherDeleted.status, 200, 'GET delete of a snapshot reverts do not use needs no force')
+  t.same(otherDeleted.body.details, { vm: 'test', snapshot: 'before-update.2', active: null })
+  names = (await call(app, '/api/v1/snapshots')).body.snapshots
   t.equal(names.length, 1)
   t.notOk(names.includes(first.name))
+  const forced = await call(app, `/api/v1/snapshot/delete/${names[0]!}?force=true`)
+  t.equal(forced.status, 200, 'GET delete with force removes the active (only) version')
+  t.same((await call(app, '/api/v1/snapshots')).body.snapshots, [])
   assertError(t, await call(app, { method: 'DELETE', url: `/api/v1/snapshot/${first.name}` }), 404, 'SNAPSHOT_NOT_FOUND')
-  t.equal((await events(app, 'snapshot_delete')).length, 2)
+  t.equal((await events(app, 'snapshot_delete')).length, 3)
 })
 
 t.test('/status: VM, snapshot, watchdog state and counters', async (t) => {
@@ -333,7 +338,7 @@ t.test('/status: VM, snapshot, watchdog state and counters', async (t) => {
   t.equal(after.watchdog.state, 'healthy')
   t.equal(after.heartbeat.last_seq, 1)
 
-  await call(app, '/api/v1/revert/request?reason=idle')
+  await call(app, { url: '/api/v1/revert/request?reason=idle', ...GUEST })
   await until('the revert finished', async () => typeof (await call(app, '/api/v1/status')).body.watchdog.last_revert?.duration_ms === 'number')
   const reverted = (await call(app, '/api/v1/status')).body.watchdog
   t.match(reverted.last_revert, { reason: 'idle', source: 'guest', attempts: 1 })
@@ -397,4 +402,38 @@ t.test('per-VM prefix /api/v1/vms/test/...; an unknown VM is 404 UNKNOWN_VM', as
   ]) {
     assertError(t, await call(app, req), 404, 'UNKNOWN_VM', /No VM named "nope".*watched: test/)
   }
+})
+
+t.test('EVC\'s smaller shapes: GET / has message and details.version; /openapi.json and /redoc answer; vm_state in virsh\'s words', async (t) => {
+  const { app } = await build(t)
+  const root = await call(app, { url: '/', headers: { accept: 'application/json' } })
+  t.equal(root.status, 200)
+  t.type(root.body.message, 'string')
+  t.match(root.body.details, { version: /^\d+\.\d+\.\d+/, docs: '/docs', web_ui: '/ui/' })
+  t.equal(root.body.details.version, root.body.version)
+
+  const openapi = await call(app, '/openapi.json')
+  t.equal(openapi.status, 200)
+  t.equal(openapi.body.openapi, '3.0.3')
+  t.ok(openapi.body.paths['/api/v1/vm/restart'], 'the same document as /docs/json')
+  t.same(openapi.body, (await call(app, '/docs/json')).body)
+  const redoc = await app.inject('/redoc')
+  t.equal(redoc.statusCode, 302)
+  t.equal(redoc.headers.location, '/docs', 'FastAPI\'s /redoc leads to this service\'s API page')
+
+  const status = (await call(app, '/api/v1/status')).body
+  t.same([status.vm_state, status.domain_state], ['running', 'running'])
+})
+
+t.test('heartbeat/status: is_timed_out is false in maintenance (as EVC), true again after it', async (t) => {
+  const { app, run } = await build(t, { config: { startup_grace: 0 } })
+  t.equal((await call(app, { url: '/api/v1/heartbeat', ...GUEST })).status, 200)
+  t.equal((await call(app, '/api/v1/revert/disable?minutes=1')).status, 200)
+  await run(20_000) // past heartbeat_timeout (15 s)
+  const during = (await call(app, '/api/v1/heartbeat/status')).body
+  t.match(during, { enabled: false, is_timed_out: false, has_received_heartbeat: true, is_healthy: false, time_since_heartbeat: 20 })
+  t.equal((await call(app, '/api/v1/status')).body.heartbeat.is_timed_out, false)
+  t.equal((await call(app, '/api/v1/revert/enable')).status, 200)
+  const after = (await call(app, '/api/v1/heartbeat/status')).body
+  t.match(after, { enabled: true, is_timed_out: true })
 })

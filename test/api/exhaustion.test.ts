@@ -3,7 +3,7 @@
 // left alone ("exhausted") until a technician resets the watchdog.
 import t from 'tap'
 import type { AlertEvent } from '../../src/heartbeat/watchdog.ts'
-import { build, assertError, call, events, until } from './helpers.ts'
+import { build, assertError, call, events, until, GUEST } from './helpers.ts'
 
 t.test('no heartbeats: revert, revert, escalate once, exhausted (and stays); reset watches again', async (t) => {
   const { app, lifecycle, clock, run } = await build(t, {
@@ -47,7 +47,7 @@ t.test('no heartbeats: revert, revert, escalate once, exhausted (and stays); res
   t.equal((await watchdog()).state, 'exhausted', 'still exhausted a minute later')
   t.equal((await events(app, 'revert_started')).length, 3, 'no further revert')
   t.equal(lifecycle.filter((e) => e.domain === 'test').length, 6, 'libvirt saw nothing more')
-  assertError(t, await call(app, '/api/v1/revert/request?reason=idle'), 409, 'CONFLICT', /reverts are exhausted/)
+  assertError(t, await call(app, { url: '/api/v1/revert/request?reason=idle', ...GUEST }), 409, 'CONFLICT', /reverts are exhausted/)
 
   // A technician resets: the watchdog watches again (and, with still no heartbeat, reverts).
   const reset = await call(app, { method: 'POST', url: '/api/v1/watchdog/reset' })

@@ -3,6 +3,9 @@ import type { Test } from 'tap'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 
 export { build, T0, UNREACHABLE_URI, type Built } from '../helpers/app.ts'
+
+/** A guest on libvirt's default network (the default security.guest_networks). */
+export const GUEST = { remoteAddress: '192.168.122.50' } as const
 export { scratchDir } from '../helpers/scratch.ts'
 
 /** Injects and parses the JSON body (every response of this API is JSON). */
@@ -17,13 +20,14 @@ export async function call (app: FastifyInstance, options: InjectOptions | strin
   return { res, status: res.statusCode, body }
 }
 
-/** Asserts the error envelope `{ error: { code, message } }` with this status and code. */
+/** Asserts the error envelope `{ error: { code, message }, detail }` with this status and code (`detail`: the message, as EVC's clients read it). */
 export function assertError (t: Test, r: { status: number, body: any, res: LightMyRequestResponse }, status: number, code: string, message?: RegExp): void {
   t.equal(r.status, status, `status ${status} (${r.res.body.slice(0, 300)})`)
   t.match(r.res.headers['content-type'], /^application\/json/, 'error bodies are JSON')
   t.equal(r.body?.error?.code, code, `code ${code}`)
   t.type(r.body?.error?.message, 'string')
   t.ok((r.body?.error?.message ?? '').length > 0, 'a human message')
+  t.equal(r.body?.detail, r.body?.error?.message, 'detail: the message again (EVC\'s web UI shows it)')
   if (message) t.match(r.body?.error?.message, message)
 }
 

@@ -1,7 +1,7 @@
 // State that must survive a restart of the service: a new app on the same data_dir finds the
 // maintenance a technician set, and an "exhausted" watchdog stays exhausted.
 import t from 'tap'
-import { build, assertError, call, events, scratchDir } from './helpers.ts'
+import { build, assertError, call, events, scratchDir, GUEST } from './helpers.ts'
 
 t.test('maintenance set through the API survives a restart', async (t) => {
   const dataDir = scratchDir(t)
@@ -18,7 +18,7 @@ t.test('maintenance set through the API survives a restart', async (t) => {
   t.equal(status.watchdog.state, 'maintenance')
   t.match(status.watchdog.maintenance, { reason: 'technician', until: until30 })
   t.equal((await call(second.app, '/api/v1/heartbeat/status')).body.enabled, false)
-  assertError(t, await call(second.app, '/api/v1/revert/request?reason=idle'), 409, 'CONFLICT', /maintenance \(technician/)
+  assertError(t, await call(second.app, { url: '/api/v1/revert/request?reason=idle', ...GUEST }), 409, 'CONFLICT', /maintenance \(technician/)
   // The audit trail is the same file: the new app reads what the old one wrote.
   t.equal((await events(second.app, 'maintenance_on')).length, 1)
 
@@ -58,7 +58,7 @@ t.test('"exhausted" survives a restart, and the new service leaves the VM alone'
   await second.run(10_000)
   t.equal(second.app.watchdogs.get('test')!.view().state, 'exhausted')
   t.equal(second.lifecycle.length, 0, 'libvirt saw no revert from the new service')
-  assertError(t, await call(second.app, { method: 'POST', url: '/api/v1/vm/restart' }), 409, 'CONFLICT', /exhausted/)
+  assertError(t, await call(second.app, { method: 'POST', url: '/api/v1/vm/restart', ...GUEST }), 409, 'CONFLICT', /exhausted/)
 
   // Reset is saved too.
   t.equal((await call(second.app, { method: 'POST', url: '/api/v1/watchdog/reset' })).status, 200)

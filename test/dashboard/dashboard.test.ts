@@ -1,6 +1,7 @@
 // The dashboard in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core)
 // against the real app on 127.0.0.1: live heartbeat age over SSE, a revert from its button, the
-// admin-token prompt. Leaves a screenshot in test/artifacts/dashboard.png.
+// admin-token prompt, and the login with read_requires_token (session cookie). Leaves screenshots
+// in test/artifacts/dashboard*.png.
 import t from 'tap'
 import { mkdirSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
@@ -15,7 +16,7 @@ const browserTool = debianTool('chromium', 'chromium')
 const skip = 'skip' in browserTool ? browserTool.skip : false
 
 // Run inside the page by playwright (this file is compiled without the DOM library).
-declare const document: { querySelector (selector: string): { textContent: string | null } | null }
+declare const document: { querySelector (selector: string): { textContent: string | null } | null, cookie: string }
 declare const sessionStorage: { getItem (key: string): string | null, setItem (key: string, value: string): void }
 
 async function launch (): Promise<Browser> {
@@ -132,4 +133,123 @@ t.test('actions ask for the admin token once and keep it for the tab', { skip },
   await page.locator('#message[data-kind="error"]').waitFor({ timeout: 5000 })
   t.match(await page.locator('#message').textContent(), /needs the admin token/)
   t.equal(app.watchdogs.get('test')!.view().maintenance, null, 'nothing changed')
+})
+
+t.test('with read_requires_token the dashboard sends the browser to a login, then works on a session cookie', { skip }, async (t) => {
+  const { app } = await build(t, { time: 'real', config: { startup_grace: 3600, security: { admin_token: TOKEN, read_requires_token: true } } })
+  const url = await serve(app)
+  const browser = await launch()
+  t.teardown(() => browser.close())
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  const problems: string[] = []
+  page.on('pageerror', (err) => problems.push(err.message))
+  page.on('dialog', (dialog) => { problems.push(`unexpected ${dialog.type()}: ${dialog.message()}`); dialog.dismiss().catch(() => undefined) })
+
+  await page.goto(`${url}/ui/`)
+  await page.waitForURL(`${url}/ui/login`, { timeout: 5000 })
+  t.pass('the dashboard sends a browser without a session to /ui/login')
+  mkdirSync(ARTIFACTS, { recursive: true })
+  await page.screenshot({ path: `${ARTIFACTS}dashboard-login.png`, fullPage: true })
+
+  await page.locator('#login-token').fill('wrong-token-0123456789')
+  await page.locator('#login-form button[type="submit"]').click()
+  await page.locator('#message[data-kind="error"]').waitFor({ timeout: 5000 })
+  t.match(await page.locator('#message').textContent(), /HTTP 401.*not valid/, 'a wrong token is refused on the page')
+  t.same(await context.cookies(), [], 'and sets no cookie')
+
+  await page.locator('#login-token').fill(TOKEN)
+  await page.locator('#login-form button[type="submit"]').click()
+  await page.waitForURL(`${url}/ui/`, { timeout: 5000 })
+  const card = page.locator('[data-vm="test"]')
+  await card.waitFor({ timeout: 10_000 })
+  await page.locator('#live[data-live="live"]').waitFor({ timeout: 5000 })
+  t.pass('after the login the live view runs')
+  const cookies = await context.cookies()
+  t.equal(cookies.length, 1, 'one cookie')
+  t.match(cookies[0], { name: 'kvw_session', path: '/', httpOnly: true, sameSite: 'Strict', secure: false })
+  t.equal(await page.evaluate(() => document.cookie), '', 'page scripts cannot read it (HttpOnly)')
+  t.equal(await page.evaluate(() => sessionStorage.getItem('kvw.adminToken')), null, 'the token is not kept by the page')
+  t.equal(await page.locator('#logout').isVisible(), true, 'a Log out button')
+
+  // An admin action on the session: no token prompt.
+  await card.locator('button[data-action="maintenance-on"]').click()
+  await page.locator('[data-vm="test"] [data-field="state"][data-state="maintenance"]').waitFor({ timeout: 5000 })
+  t.equal(app.watchdogs.get('test')!.view().maintenance?.reason, 'technician', 'maintenance switched on with the session')
+  await page.locator('#history tbody tr').first().waitFor({ timeout: 5000 })
+  t.pass('the history (GET /events) loads on the session')
+  await page.screenshot({ path: `${ARTIFACTS}dashboard-logged-in.png`, fullPage: true })
+
+  await page.locator('#logout').click()
+  await page.waitForURL(`${url}/ui/login`, { timeout: 5000 })
+  t.pass('Log out leads back to the login')
+  const after = await page.evaluate(async () => (await fetch('/api/v1/status')).status)
+  t.equal(after, 401, 'reads need a login again')
+  t.same(problems, [], 'no page errors, no prompts')
+})
+
+t.test('availability: the 24-hour strip draws, its figure is the API\'s, the screen thumbnail shows', { skip }, async (t) => {
+  const { app } = await build(t, {
+    time: 'real',
+    config: { startup_grace: 3600, timezone: 'UTC', screen: { enabled: true, interval: 3600, frozen_after: 86_400 } }
+  })
+  const url = await serve(app)
+  const w = app.watchdogs.get('test')!
+  // Healthy, a short maintenance, healthy, a technician's revert, healthy again.
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+  w.heartbeat({ seq: 1 })
+  await pause(300)
+  await w.setMaintenance(null, 'technician', 'availability test')
+  await pause(300)
+  await w.clearMaintenance()
+  w.heartbeat({ seq: 2 })
+  await pause(300)
+  t.equal(w.requestRevert('availability_test', 'technician').outcome, 'started')
+  await w.settled()
+  w.heartbeat({ seq: 3 })
+  t.equal(w.view().state, 'healthy')
+
+  const browser = await launch()
+  t.teardown(() => browser.close())
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
+  const problems: string[] = []
+  page.on('console', (msg) => { if (msg.type() === 'error') problems.push(msg.text()) })
+  page.on('pageerror', (err) => problems.push(err.message))
+  await page.goto(`${url}/ui/`)
+  const strip = page.locator('[data-vm="test"] [data-field="strip"]')
+  await strip.locator('.seg[data-kind="maintenance"]').first().waitFor({ state: 'attached', timeout: 10_000 })
+  for (const kind of ['none', 'healthy', 'reverting']) {
+    t.ok(await strip.locator(`.seg[data-kind="${kind}"]`).count() > 0, `the strip draws ${kind}`)
+  }
+  t.equal(await strip.locator('.mark').count(), 1, 'one revert mark')
+  // By the segments' own geometry (percent of the day): the newest one may be a second wide,
+  // a fraction of a pixel, so a bounding box cannot tell.
+  type Styled = { getAttribute (name: string): string | null, style: { left: string, width: string } }
+  const segments = await strip.locator('.seg').evaluateAll((els) => (els as unknown as Styled[]).map((e) => ({
+    kind: e.getAttribute('data-kind'), left: parseFloat(e.style.left), width: parseFloat(e.style.width)
+  })))
+  const newest = segments.at(-1)
+  t.ok(newest !== undefined && newest.kind === 'healthy' && newest.width > 0 && Math.abs(newest.left + newest.width - 100) < 0.01,
+    `the strip ends now, healthy, at its right edge: ${JSON.stringify(newest)}`)
+
+  // The figure on the card is the API's for the same range.
+  const today = page.locator('[data-vm="test"] [data-field="avail-today"]')
+  await page.waitForFunction(() => (document.querySelector('[data-vm="test"] [data-field="avail-today"]')?.textContent ?? '–') !== '–', null, { timeout: 10_000 })
+  const shown: Record<string, string> = await today.evaluate((el) => {
+    const e = el as unknown as { textContent: string, dataset: Record<string, string> }
+    return { ...e.dataset, text: e.textContent }
+  })
+  const api = await (await fetch(`${url}/api/v1/availability?vm=test&from=${encodeURIComponent(shown['from']!)}&to=${encodeURIComponent(shown['to']!)}`)).json() as { vms: Array<{ ratio: number, lost_seconds: Record<string, number> }> }
+  const ratio = api.vms[0]!.ratio
+  t.ok(ratio > 0 && ratio < 1, `some opening time was lost (ratio ${ratio})`)
+  t.ok(api.vms[0]!.lost_seconds['maintenance']! > 0.3, 'to the maintenance and the technician\'s revert')
+  t.equal(Number(shown['ratio']), ratio, 'the card\'s figure is the API\'s')
+  t.equal(shown.text, (Math.floor(ratio * 1000) / 10).toFixed(1) + ' %')
+
+  const thumbnail = page.locator('[data-vm="test"] img[data-field="thumbnail"]')
+  await thumbnail.waitFor({ state: 'visible', timeout: 10_000 })
+  t.match(await thumbnail.getAttribute('src'), /^data:image\/png;base64,/, 'the latest screen, as a thumbnail')
+  mkdirSync(ARTIFACTS, { recursive: true })
+  await page.screenshot({ path: `${ARTIFACTS}dashboard-availability.png`, fullPage: true })
+  t.same(problems, [], 'no console errors (CSP violations included)')
 })

@@ -79,6 +79,7 @@ export function scratch (t: Test, options: ScratchOptions = {}): Scratch {
       groupFile: join(dir, 'group'),
       libvirtNetworks: join(dir, 'networks'),
       systemdRunDir: join(dir, 'no-systemd-run-dir'),
+      serviceStateDir: join(dir, 'no-service-state-dir'),
       ...options.host?.paths
     }
   }

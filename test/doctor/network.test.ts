@@ -52,8 +52,14 @@ t.test('guest_network: user networking, bridges, none', async (t) => {
     testDomain('macvtap', QCOW2_DISK + "<interface type='direct'><source dev='eth0' mode='bridge'/></interface>")
   ]
   const vms = { vm_name: 'usernet', vms: [{ name: 'nonet' }, { name: 'bridged' }, { name: 'macvtap' }] }
-  const s = scratch(t, { config: { ...vms, api_host: '127.0.0.1' }, domains })
+  const userNet = { guest_networks: ['127.0.0.0/8', '::1'] }
+  const s = scratch(t, { config: { ...vms, api_host: '127.0.0.1', security: userNet }, domains })
   t.match(await s.run(guestNetworkCheck('usernet')), { level: 'ok', message: /user networking: the guest reaches the host at 10\.0\.2\.2 \(= host 127\.0\.0\.1\): guest scripts use http:\/\/10\.0\.2\.2:8000/ })
+  // Loopback not listed (the default): the guest's requests are the host's (a technician's).
+  const notListed = scratch(t, { config: { ...vms, api_host: '127.0.0.1' }, domains })
+  t.match(await notListed.run(guestNetworkCheck('usernet')), { level: 'warn', message: /not in security\.guest_networks: they are taken as the host's/, fix: /add 127\.0\.0\.0\/8/ })
+  const withToken = scratch(t, { config: { ...vms, api_host: '127.0.0.1', security: { admin_token: 'a-token-of-sixteen-chars' } }, domains })
+  t.match(await withToken.run(guestNetworkCheck('usernet')), { level: 'fail', message: /revert requests are refused \(401\)/ })
   t.match(await s.run(guestNetworkCheck('nonet')), { level: 'fail', message: /has no network interface/ })
   t.match(await s.run(guestNetworkCheck('bridged')), { level: 'fail', message: /bridge lo: .*listens on loopback only/ })
   t.match(await s.run(guestNetworkCheck('macvtap')), { level: 'warn', message: /macvtap/ })

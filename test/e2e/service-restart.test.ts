@@ -72,7 +72,7 @@ async function serviceRestart (t: Test): Promise<void> {
     const target: string = status.snapshot_target
     t.match(target, /^ready~\d{8}T\d{6}\.\d{3}Z$/, `the active version is a revision: ${target}`)
     t.equal(status.snapshot_has_memory, true, 'with memory state')
-    const names = (await svc.get('/api/v1/snapshots')).snapshots.map((s: { name: string }) => s.name)
+    const names: string[] = (await svc.get('/api/v1/snapshots')).snapshots
     t.same([...names].sort(), ['ready', target].sort(), 'libvirt lists both versions')
     t.ok(seqBefore > snap.after + 4, `the new snapshot's seq (${seqBefore}..${seqAfter}) is well past the old one's (${snap.before}..${snap.after})`)
 

@@ -3,8 +3,10 @@
 import t from 'tap'
 import {
   PHI_EPOCHS, PHI_EPOCH_GAPS, PHI_MIN_SAMPLES, addGap, crossingMs, detectorView, emptyWindow, fitModel, initialState,
-  nextDeadline, phi, step, type Action, type GapWindow, type MachineEvent, type MachineSettings, type WatchdogState
+  nextDeadline, phi, restoreWindow, step, toPersisted, type Action, type GapWindow, type MachineEvent, type MachineSettings,
+  type PersistedWatchdogState, type WatchdogState
 } from '../../src/heartbeat/machine.ts'
+import { parsePersistedState } from '../../src/heartbeat/persisted.ts'
 import { mulberry32 } from '../../harness/prng.ts'
 
 const T0 = 1_700_000_000_000
@@ -146,7 +148,14 @@ t.test('adaptive, steady guest: fixed rules while learning, then the hang is rev
   t.equal(nextDeadline(sim.state), last + 3 * S, 'ONE timer: the runtime is told the instant')
   sim.advanceTo(last + 3 * S)
   t.match(sim.reverts, [{ reason: 'heartbeat_timeout', dueAt: last + 3 * S, detail: /no heartbeat for 3 s \(adaptive_min_timeout\): φ \d+\.\d+, threshold 8 \(60 gaps/ }])
-  t.equal(sim.state.gapWindow.samples, 0, 'the window is cleared at the revert')
+  t.equal(sim.state.gapWindow.samples, 60, 'the window is kept at the revert: the same guest comes back')
+  sim.feed({ type: 'revert_finished', durationMs: 0 })
+  sim.advanceTo(sim.now + 20 * S)
+  sim.beat() // the reverted guest's first beat ends the grace
+  const reverted = sim.now
+  sim.advanceTo(reverted + 3 * S)
+  t.equal(sim.reverts.length, 2, 'no second learning hour after the revert: its next hang is reverted at adaptive_min_timeout again')
+  t.equal(sim.reverts[1]!.dueAt, reverted + 3 * S)
 
   const fixed = new Sim(FIXED)
   for (let i = 0; i <= 100; i++) {
@@ -201,29 +210,59 @@ t.test('adaptive, irregular guest: the deadline widens with the spread, up to he
   t.same(sim.reverts, [])
 })
 
-t.test('the window is cleared at start, on watching afresh and at every revert; grace and maintenance add no gaps', async (t) => {
+t.test('the window is the guest\'s: kept across maintenance and reverts; grace, maintenance and a boot add no gaps', async (t) => {
   const sim = new Sim(ADAPTIVE)
-  t.equal(sim.state.gapWindow.samples, 0, 'empty at start')
+  t.equal(sim.state.gapWindow.samples, 0, 'empty at the first start')
   for (let i = 0; i < 40; i++) { sim.beat(); sim.advanceTo(sim.now + S) }
   t.equal(sim.state.gapWindow.samples, 39)
   sim.feed({ type: 'maintenance_on', until: null })
   for (let i = 0; i < 5; i++) { sim.beat(); sim.advanceTo(sim.now + S) }
   t.equal(sim.state.gapWindow.samples, 39, 'no gaps in maintenance')
+  sim.advanceTo(sim.now + 30 * S) // the guest falls silent in maintenance (a technician at work)
   sim.feed({ type: 'maintenance_off' })
-  t.equal(sim.state.gapWindow.samples, 0, 'watching afresh after maintenance: cleared')
-  for (let i = 0; i < 40; i++) { sim.beat(); sim.advanceTo(sim.now + S) }
-  t.ok(sim.state.gapWindow.samples > 30)
+  t.equal(sim.state.gapWindow.samples, 39, 'watching again after maintenance: kept')
+  sim.beat()
+  t.equal(sim.state.gapWindow.samples, 39, 'the first beat after maintenance adds no gap (the 31 s silence is not the guest\'s rhythm)')
+  for (let i = 0; i < 40; i++) { sim.advanceTo(sim.now + S); sim.beat() }
+  t.equal(sim.state.gapWindow.samples, 79)
   sim.feed({ type: 'revert_requested', reason: 'technician says so', source: 'technician' })
-  t.equal(sim.state.gapWindow.samples, 0, 'cleared at a technician revert too')
+  t.equal(sim.state.gapWindow.samples, 79, 'kept at a technician revert')
   sim.now += 2 * S
   sim.feed({ type: 'revert_finished', durationMs: 2 * S })
   sim.now += 20 * S
-  sim.beat() // ends the grace: the gap since the old guest's last beat is not the new guest's rhythm
-  t.equal(sim.state.gapWindow.samples, 0)
+  sim.beat() // ends the grace: the gap since the old guest's last beat is not the guest's rhythm
+  t.equal(sim.state.gapWindow.samples, 79)
+  t.equal(sim.state.gapWindow.learnedMs, 79 * S)
   sim.now += S
   sim.beat()
-  t.equal(sim.state.gapWindow.samples, 1, 'the reverted guest\'s gaps from its second beat on')
-  t.equal(sim.state.gapWindow.learnedMs, S)
+  t.equal(sim.state.gapWindow.samples, 80, 'the reverted guest\'s gaps from its second beat on')
+  t.equal(sim.state.gapWindow.learnedMs, 80 * S)
+})
+
+t.test('the window survives a restart: saved once per epoch, restored from the state file', async (t) => {
+  const settings = { ...ADAPTIVE, adaptive_learning: 600 }
+  const sim = new Sim(settings)
+  sim.beat()
+  let persists = 0
+  for (let i = 0; i < PHI_EPOCH_GAPS + 10; i++) {
+    sim.advanceTo(sim.now + (i === 100 ? 6 * S : S)) // one 6 s stall while the fixed rules apply
+    persists += sim.feed({ type: 'heartbeat' }).actions.filter((a) => a.type === 'persist').length
+  }
+  t.equal(persists, 2, 'a save when the first and the second epoch began, not one per heartbeat')
+  const saved = JSON.parse(JSON.stringify(toPersisted(sim.state))) as PersistedWatchdogState
+  t.same(saved.gapWindow, { epochs: sim.state.gapWindow.epochs, filling: 10, learnedMs: sim.state.gapWindow.learnedMs })
+  const restarted = initialState(parsePersistedState(saved), sim.now + 60 * S, settings)
+  t.same(restarted.gapWindow, sim.state.gapWindow, 'the same window after the restart')
+  const fresh = initialState(null, sim.now, settings)
+  const model = fitModel(restarted.gapWindow, 600 * S)
+  t.ok(model !== null && phi(model, 5500) < 8, 'the 6 s stall seen before the restart still holds φ down at 5.5 s')
+  t.equal(fresh.gapWindow.samples, 0)
+
+  const wrongShape = { ...saved, gapWindow: { ...saved.gapWindow!, epochs: saved.gapWindow!.epochs.map((e) => e.slice(1)) } }
+  t.match(restoreWindow(wrongShape.gapWindow).problem, /buckets/, 'a window of another version is named')
+  t.equal(initialState(parsePersistedState(wrongShape), sim.now, settings).gapWindow.samples, 0, '...and not used')
+  const lying = { ...saved.gapWindow!, filling: 11 }
+  t.match(restoreWindow(lying).problem, /newest epoch holds 10 gaps, the file says 11/)
 })
 
 /** A healthy guest's arrivals: `beats` gaps from a seeded mix of jitter and stalls. */

@@ -71,6 +71,48 @@ t.test('a revert is counted by reason and outcome, with its duration', async (t)
   t.equal(m.get('kvw_revert_duration_seconds_sum{vm="test"}'), event.durationMs! / 1000)
 })
 
+t.test('kvw_reverts_started_total: 0 before any revert, then one per revert however many attempts it takes', async (t) => {
+  const { app, run } = await build(t, { config: { revert_retry_initial: 1 } })
+  const w = app.watchdogs.get('test')!
+  const started = async () => parse((await app.inject({ url: '/metrics' })).body).get('kvw_reverts_started_total{vm="test"}')
+  t.equal(await started(), 0, 'there from 0 before any revert: the storm rule\'s increase() counts the first one')
+  const events: string[] = []
+  w.on('revert', (e) => events.push(`${e.phase} ${e.attempt}${e.outcome ? ` ${e.outcome}` : ''}`))
+  const finished = (outcome: string) => () => events.some((e) => e.startsWith('finish') && e.endsWith(outcome))
+
+  // Revert 1: its first attempt fails before libvirt's revert call (the snapshot is gone), so
+  // that attempt has no start event; the retry, once the snapshot is back, succeeds.
+  const vm = app.vms.get('test')!
+  await app.hypervisor.deleteSnapshot('test', await vm.snapshots.resolveRevertTarget('test', 'ready'))
+  t.equal(w.requestRevert('metrics_test', 'technician').outcome, 'started')
+  await run(500, finished('failed'))
+  t.equal(await started(), 1, 'counted when its first attempt failed')
+  await vm.snapshots.ensure('test', 'ready')
+  await run(3000, finished('succeeded'))
+  t.same(events, ['finish 1 failed', 'start 2', 'finish 2 succeeded'])
+  t.equal(await started(), 1, 'its retry is the same revert')
+
+  // Revert 2: libvirt's revert call itself fails once (after the start event), then the retry works.
+  events.length = 0
+  const h = app.hypervisor
+  const revertToSnapshot = h.revertToSnapshot.bind(h)
+  let failures = 1
+  h.revertToSnapshot = async (domain, snapshot) => {
+    if (failures-- > 0) throw new Error('injected: the libvirt revert call failed')
+    return await revertToSnapshot(domain, snapshot)
+  }
+  t.teardown(() => { h.revertToSnapshot = revertToSnapshot })
+  w.heartbeat({ seq: 1 }) // the guest is back after revert 1
+  t.equal(w.view().state, 'healthy')
+  t.equal(w.requestRevert('metrics_test', 'technician').outcome, 'started')
+  await run(3000, finished('succeeded'))
+  t.same(events, ['start 1', 'finish 1 failed', 'start 2', 'finish 2 succeeded'])
+  const m = parse((await app.inject({ url: '/metrics' })).body)
+  t.equal(m.get('kvw_reverts_started_total{vm="test"}'), 2, 'two reverts, four attempts')
+  t.equal(m.get('kvw_reverts_total{vm="test",reason="metrics_test",outcome="failed"}'), 2, 'kvw_reverts_total counts each attempt\'s end')
+  t.equal(m.get('kvw_reverts_total{vm="test",reason="metrics_test",outcome="succeeded"}'), 2)
+})
+
 t.test('guest-chosen reasons cannot grow the label set without bound', async (t) => {
   const { app } = await build(t)
   const w = app.watchdogs.get('test')!

@@ -26,7 +26,7 @@ const ACTIONS: Array<[string, InjectOptions]> = [
 /** What the attack would change: VM running, maintenance, snapshots, heartbeats. */
 async function damage (app: FastifyInstance): Promise<Record<string, unknown>> {
   const view = app.watchdogs.get('test')!.view()
-  const snapshots = (await call(app, '/api/v1/snapshots')).body.snapshots.map((s: { name: string }) => s.name)
+  const snapshots = (await call(app, '/api/v1/snapshots')).body.snapshots.map((s: string | { name: string }) => typeof s === 'string' ? s : s.name)
   return {
     maintenance: view.maintenance?.reason ?? null,
     evilSnapshot: snapshots.some((n: string) => n.startsWith('evil')),

@@ -11,6 +11,9 @@ import { pino } from 'pino'
 import { WindowCounter } from '../../src/plugins/security.ts'
 import { build, call, events } from '../api/helpers.ts'
 
+/** QEMU user networking: the guests come from loopback, so loopback is listed as a guest network. */
+const USER_NET = { guest_networks: ['127.0.0.0/8', '::1'] }
+
 const TWO_VMS = `test://${fileURLToPath(new URL('../fixtures/two-vms.xml', import.meta.url))}`
 
 interface FloodResult {
@@ -54,7 +57,7 @@ async function reverts (app: FastifyInstance): Promise<number> {
 t.test('a flood from the guest\'s own address: every heartbeat counted, no revert, 429 over the limit', async (t) => {
   const lines: string[] = []
   const logger = pino({ level: 'info' }, new Writable({ write (chunk, _enc, cb) { lines.push(String(chunk)); cb() } }))
-  const { app, run } = await build(t, { logger })
+  const { app, run } = await build(t, { logger, config: { security: USER_NET } })
   const beats = 70 // past the 60 s window: the window resets on the app's clock
   const perBeat = 20
   const r = await beatUnderFlood(app, run, {
@@ -84,7 +87,7 @@ t.test('a flood from the guest\'s own address: every heartbeat counted, no rever
 })
 
 t.test('a flood from another loopback client: the guest is answered 200 throughout, the flood 429', async (t) => {
-  const { app, run } = await build(t)
+  const { app, run } = await build(t, { config: { security: USER_NET } })
   const beats = 40
   const perBeat = 20
   const r = await beatUnderFlood(app, run, {
@@ -103,7 +106,7 @@ t.test('a flood from another loopback client: the guest is answered 200 througho
 })
 
 t.test('several guests behind one address (QEMU user networking): limits per VM', async (t) => {
-  const { app, run } = await build(t, { uri: TWO_VMS, config: { vm_name: 'exhibit-a', vms: [{ name: 'exhibit-b' }] } })
+  const { app, run } = await build(t, { uri: TWO_VMS, config: { vm_name: 'exhibit-a', vms: [{ name: 'exhibit-b' }], security: USER_NET } })
   const beats = 40
   const r = await beatUnderFlood(app, run, {
     beats,
@@ -122,11 +125,23 @@ t.test('several guests behind one address (QEMU user networking): limits per VM'
   const a = await call(app, { method: 'POST', url: '/api/v1/revert/request', payload: { reason: 'app_crashed', vm: 'exhibit-a' } })
   t.equal(a.status, 202, 'exhibit-a\'s guest may still ask for a revert (the vm field of a JSON body counts)')
   t.equal(a.body.details.vm, 'exhibit-a')
+  t.equal(a.body.details.requester, 'guest')
+  const b = await call(app, { method: 'POST', url: '/api/v1/revert/request', payload: { reason: 'noise', vm: 'exhibit-b' } })
+  t.equal(b.status, 429, 'a JSON body naming exhibit-b spends exhibit-b\'s budget, not the default VM\'s')
+})
+
+t.test('the host (loopback, not a guest network) asking for reverts: a technician, on the admin budget', async (t) => {
+  const { app } = await build(t, { config: { security: { rate_limit_admin: 3 } } })
+  const statuses: number[] = []
+  for (let i = 0; i < 4; i++) statuses.push((await app.inject({ url: '/api/v1/vm/restart' })).statusCode)
+  t.same(statuses, [202, 202, 202, 429], 'rate_limit_admin, not rate_limit_guest (600), and no guest min interval (409)')
+  const beat = await call(app, '/api/v1/heartbeat')
+  t.equal(beat.status, 200, 'its heartbeats have their own (guest-sized) budget')
 })
 
 t.test('revert requests keep their limits; a heartbeat after them still counts', async (t) => {
   const { app } = await build(t, { config: { security: { rate_limit_guest: 5 } } })
-  const guest = { remoteAddress: '10.0.2.15' }
+  const guest = { remoteAddress: '192.168.122.15' }
   const answers: string[] = []
   for (let i = 0; i < 7; i++) {
     const r = await call(app, { url: '/api/v1/revert/request?reason=idle', ...guest })

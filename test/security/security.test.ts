@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import type { InjectOptions } from 'fastify'
+import type { FastifyInstance, InjectOptions } from 'fastify'
 import { pino } from 'pino'
 import { buildApp } from '../../src/app.ts'
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.ts'
@@ -20,7 +20,7 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 t.test('network lists: CIDRs, single addresses, IPv4-mapped IPv6, garbage', async (t) => {
   const has = networkList(['192.168.122.0/24', '10.0.2.0/24', '127.0.0.0/8', '::1', '2001:db8::/32', '198.51.100.7'])
   t.ok(has('192.168.122.12'))
-  t.ok(has('::ffff:10.0.2.15'), 'IPv4-mapped address of a guest network')
+  t.ok(has('::ffff:192.168.122.15'), 'IPv4-mapped address of a guest network')
   t.ok(has('127.1.2.3'))
   t.ok(has('::1'))
   t.ok(has('2001:db8:1::5'))
@@ -43,12 +43,18 @@ t.test('bearer parsing and constant-time comparison', async (t) => {
   t.notOk(tokenMatches('', TOKEN))
 })
 
-t.test('guest endpoints answer the guest networks only', async (t) => {
+t.test('guest endpoints answer the guest networks, the host and technicians only', async (t) => {
   const { app } = await build(t, { probes: true, config: { security: { admin_token: TOKEN } } })
-  for (const remoteAddress of ['127.0.0.1', '10.0.2.15', '::ffff:10.0.2.15', '192.168.122.12', '::1']) {
+  for (const remoteAddress of ['192.168.122.15', '::ffff:192.168.122.15', '192.168.122.12']) {
     const res = await app.inject({ url: '/probe/guest', remoteAddress })
     t.equal(res.statusCode, 200, `${remoteAddress} is a guest network`)
   }
+  for (const remoteAddress of ['127.0.0.1', '::1']) {
+    const res = await app.inject({ url: '/probe/guest', remoteAddress })
+    t.equal(res.statusCode, 401, `${remoteAddress}: not a guest network by default, so a technician's request: the token is configured and needed`)
+    t.match(res.json().error.message, /not in security\.guest_networks.*Authorization: Bearer/)
+  }
+  t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '10.0.2.15' })).statusCode, 403, 'QEMU user networking\'s subnet is not a default guest network')
   const refused = await app.inject({ url: '/probe/guest', remoteAddress: '203.0.113.5' })
   t.equal(refused.statusCode, 403)
   t.equal(refused.json().error.code, 'FORBIDDEN')
@@ -63,8 +69,39 @@ t.test('guest endpoints answer the guest networks only', async (t) => {
 t.test('configured guest_networks replace the defaults', async (t) => {
   const { app } = await build(t, { probes: true, config: { security: { guest_networks: ['172.16.5.0/24'] } } })
   t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '172.16.5.9' })).statusCode, 200)
-  t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '10.0.2.15' })).statusCode, 403)
-  t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '127.0.0.1' })).statusCode, 403, 'loopback only when listed')
+  t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '192.168.122.15' })).statusCode, 403)
+  t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '127.0.0.1' })).statusCode, 200, 'loopback not listed: the host, a technician (no token configured)')
+  t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '10.9.9.9' })).statusCode, 403)
+})
+
+t.test('who asks on a guest endpoint: guest networks are guests; the host, the token and the admin listener are technicians', async (t) => {
+  const probe = (app: FastifyInstance) => {
+    app.route({ method: ['GET', 'POST'], url: '/probe/who', config: { access: 'guest' }, handler: async (request) => ({ requester: request.requester }) })
+    app.route({ method: ['GET', 'POST'], url: '/probe/beat', config: { access: 'guest', liveness: true }, handler: async (request) => ({ requester: request.requester }) })
+  }
+  const who = async (app: FastifyInstance, options: InjectOptions) => {
+    const res = await app.inject(options)
+    return res.statusCode === 200 ? res.json().requester : res.statusCode
+  }
+
+  const { app: open } = await build(t, { beforeReady: probe })
+  t.equal(await who(open, { url: '/probe/who', remoteAddress: '192.168.122.9' }), 'guest')
+  t.equal(await who(open, { url: '/probe/who', remoteAddress: '127.0.0.1' }), 'technician', 'loopback (not a guest network, no token configured) is the host')
+  t.equal(await who(open, { url: '/probe/who', remoteAddress: '::1' }), 'technician')
+  t.equal(await who(open, { url: '/probe/who', remoteAddress: '203.0.113.5' }), 403)
+  t.equal(await who(open, { url: '/probe/who', remoteAddress: '203.0.113.5', headers: bearer(TOKEN) }), 403, 'no token configured: a presented one proves nothing')
+
+  const { app: locked } = await build(t, { beforeReady: probe, config: { security: { admin_token: TOKEN } } })
+  t.equal(await who(locked, { url: '/probe/who', remoteAddress: '127.0.0.1' }), 401, 'a token is configured: the host\'s action needs it')
+  t.equal(await who(locked, { url: '/probe/beat', remoteAddress: '127.0.0.1' }), 'technician', 'a heartbeat from the host is taken without it (quick start)')
+  t.equal(await who(locked, { url: '/probe/who', remoteAddress: '127.0.0.1', headers: bearer(TOKEN) }), 'technician')
+  t.equal(await who(locked, { url: '/probe/who', remoteAddress: '198.51.100.4', headers: bearer(TOKEN) }), 'technician', 'the token, from anywhere')
+  t.equal(await who(locked, { url: '/probe/who', remoteAddress: '192.168.122.9', headers: bearer(TOKEN) }), 'technician', 'the token wins over the guest network')
+  t.equal(await who(locked, { url: '/probe/who', remoteAddress: '192.168.122.9', headers: bearer('not-the-token-000000') }), 'guest', 'a wrong token from a guest network: still the guest, never refused')
+
+  const { app: userNet } = await build(t, { beforeReady: probe, config: { security: { guest_networks: ['127.0.0.0/8', '::1'] } } })
+  t.equal(await who(userNet, { url: '/probe/who', remoteAddress: '127.0.0.1' }), 'guest', 'QEMU user networking: loopback listed, so a guest')
+  t.equal(await who(userNet, { url: '/probe/who', remoteAddress: '192.168.122.9' }), 403, 'the configured list replaces the default')
 })
 
 t.test('without a token, admin endpoints answer loopback only', async (t) => {
@@ -72,13 +109,13 @@ t.test('without a token, admin endpoints answer loopback only', async (t) => {
   t.equal((await app.inject({ url: '/probe/admin', remoteAddress: '127.0.0.1' })).statusCode, 200)
   t.equal((await app.inject({ url: '/probe/admin', remoteAddress: '::1' })).statusCode, 200)
   t.equal((await app.inject({ url: '/probe/admin', remoteAddress: '::ffff:127.0.0.1' })).statusCode, 200)
-  for (const remoteAddress of ['10.0.2.15', '192.168.1.20']) {
+  for (const remoteAddress of ['192.168.122.15', '192.168.1.20']) {
     const res = await app.inject({ method: 'POST', url: '/probe/admin', remoteAddress })
     t.equal(res.statusCode, 403, `${remoteAddress} refused`)
     t.equal(res.json().error.code, 'FORBIDDEN')
     t.match(res.json().error.message, /configured: set security\.admin_token/)
   }
-  const unmarked = await app.inject({ url: '/probe/none', remoteAddress: '10.0.2.15' })
+  const unmarked = await app.inject({ url: '/probe/none', remoteAddress: '192.168.122.15' })
   t.equal(unmarked.statusCode, 403, 'a route without access is admin')
   t.equal((await app.inject({ url: '/probe/read', remoteAddress: '192.168.1.20' })).statusCode, 200, 'read is open')
   t.equal((await app.inject({ url: '/no/such/route', remoteAddress: '192.168.1.20' })).statusCode, 404, 'unknown routes stay 404')
@@ -134,16 +171,16 @@ t.test('rate limits: per address and access class, 429 with the registry body', 
     for (let i = 0; i < n; i++) out.push((await app.inject(opts)).statusCode)
     return out
   }
-  t.same(await codes(6, { url: '/probe/guest', remoteAddress: '10.0.2.15' }), [200, 200, 200, 200, 200, 429])
-  const limited = await app.inject({ url: '/probe/guest', remoteAddress: '10.0.2.15' })
+  t.same(await codes(6, { url: '/probe/guest', remoteAddress: '192.168.122.15' }), [200, 200, 200, 200, 200, 429])
+  const limited = await app.inject({ url: '/probe/guest', remoteAddress: '192.168.122.15' })
   t.equal(limited.statusCode, 429)
   t.equal(limited.json().error.code, 'RATE_LIMITED')
   t.match(limited.json().error.message, /at most 5 a minute for guest endpoints; retry in/)
   t.ok(Number(limited.headers['retry-after']) > 0, 'Retry-After is set')
-  t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '10.0.2.16' })).statusCode, 200, 'another guest has its own budget')
-  t.same(await codes(3, { url: '/probe/admin', remoteAddress: '10.0.2.15', headers: bearer(TOKEN) }), [200, 200, 429], 'admin is a separate, tighter budget')
+  t.equal((await app.inject({ url: '/probe/guest', remoteAddress: '192.168.122.16' })).statusCode, 200, 'another guest has its own budget')
+  t.same(await codes(3, { url: '/probe/admin', remoteAddress: '192.168.122.15', headers: bearer(TOKEN) }), [200, 200, 429], 'admin is a separate, tighter budget')
   t.same(await codes(3, { url: '/probe/admin', remoteAddress: '192.168.1.9', headers: bearer('wrong-token-guess-0000') }), [401, 401, 429], 'token guessing is rate limited')
-  t.same(await codes(4, { url: '/probe/read', remoteAddress: '10.0.2.15' }), [200, 200, 200, 429])
+  t.same(await codes(4, { url: '/probe/read', remoteAddress: '192.168.122.15' }), [200, 200, 200, 429])
 })
 
 t.test('the token never reaches a log line or a response', async (t) => {
@@ -202,7 +239,7 @@ t.test('bad security config names the key', async (t) => {
   t.throws(() => parseConfig({ security: { admin_tokn: 'x' } }, {}), /security\.admin_tokn: unknown key/)
 })
 
-t.test('admin listener: admin endpoints there only, guest endpoints on the main listener only', async (t) => {
+t.test('admin listener: admin endpoints there only; guest endpoints there are a technician\'s', async (t) => {
   const { app } = await build(t, { probes: true, config: { api_host: '127.0.0.1', security: { admin_port: 0 } } })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const main = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
@@ -217,7 +254,10 @@ t.test('admin listener: admin endpoints there only, guest endpoints on the main 
   t.equal(await status(`${main}/probe/read`), 200)
   t.equal(await status(`${adminUrl}/probe/admin`), 200)
   t.equal(await status(`${adminUrl}/probe/read`), 200)
-  t.equal(await status(`${adminUrl}/probe/guest`), 404, 'guest endpoint hidden on the admin listener')
+  t.equal(await status(`${adminUrl}/probe/guest`), 200, 'a guest endpoint on the admin listener: a technician\'s (EVC\'s UI on the admin port reverts through GET /vm/restart)')
+  const restart = await fetch(`${adminUrl}/api/v1/vm/restart`)
+  t.equal(restart.status, 202)
+  t.match(await restart.json(), { details: { requester: 'technician', outcome: 'started' } })
   const body = await (await fetch(`${main}/probe/admin`)).json() as { error: { code: string } }
   t.equal(body.error.code, 'NOT_FOUND')
   await app.close()

@@ -34,7 +34,7 @@ const names = async (h: Hypervisor) => (await h.listSnapshots('test')).map((s) =
 t.test('create on a VM without snapshots: a revision with memory that is the revert target', async (t) => {
   const { service, hypervisor } = await setup(t)
   const result = await service.create('test', 'ready')
-  t.same(result, { name: 'ready', snapshot: 'ready~20260301T100000.000Z', revision: null, pruned: [], hasMemory: true })
+  t.same(result, { name: 'ready', snapshot: 'ready~20260301T100000.000Z', revision: null, pruned: [], hasMemory: true, mode: 'revision', replaced: null })
   t.same(await names(hypervisor), ['ready~20260301T100000.000Z'])
   t.equal(await service.resolveRevertTarget('test', 'ready'), 'ready~20260301T100000.000Z')
   const [entry] = await service.list('test')
@@ -80,13 +80,15 @@ t.test('keep_revisions: the newest K older versions stay, older ones are deleted
 })
 
 // (A second connection to test:///default opened while the first is open shares its state: one per subtest.)
-t.test('keep_revisions 0: the previous version is deleted, but only once the new one exists', async (t) => {
+t.test('keep_revisions 0: the literal name, replaced in place only once the new state exists', async (t) => {
   const none = await setup(t, 0)
-  const a = await none.service.create('test', 'ready')
+  const a = await none.service.create('test', 'ready', { description: 'a' })
+  t.same(a, { name: 'ready', snapshot: 'ready', revision: null, pruned: [], hasMemory: true, mode: 'replace', replaced: null })
   none.clock.advance(1)
-  const b = await none.service.create('test', 'ready')
-  t.same(b, { name: 'ready', snapshot: b.snapshot, revision: null, pruned: [a.snapshot], hasMemory: true })
-  t.same(await names(none.hypervisor), [b.snapshot])
+  const b = await none.service.create('test', 'ready', { description: 'b' })
+  t.same(b, { name: 'ready', snapshot: 'ready', revision: null, pruned: [], hasMemory: true, mode: 'replace', replaced: 'ready' })
+  t.same(await names(none.hypervisor), ['ready'])
+  t.equal((await none.hypervisor.listSnapshots('test'))[0]?.description, 'b')
 })
 
 t.test('rollback makes the previous version active without touching the VM; the revert then lands there', async (t) => {
@@ -158,14 +160,19 @@ t.test('delete: revisions by full name; the active version only with force', asy
   t.same(await service.delete('test', v1.snapshot), { deleted: v1.snapshot, active: v3.snapshot })
   t.same(await names(hypervisor), [v2.snapshot, v3.snapshot])
 
-  await rejectsWithCode(t, service.delete('test', v3.snapshot), 'CONFLICT', /active version[\s\S]*rollback/)
-  await rejectsWithCode(t, service.delete('test', 'ready'), 'SNAPSHOT_NOT_FOUND', /no snapshot named exactly "ready"; its versions are/)
+  // The protected name (the configured snapshot_name: what reverts use) needs force for its active version.
+  await rejectsWithCode(t, service.delete('test', v3.snapshot, { protect: 'ready' }), 'CONFLICT', /active version[\s\S]*rollback/)
+  await rejectsWithCode(t, service.delete('test', 'ready', { protect: 'ready' }), 'SNAPSHOT_NOT_FOUND', /no snapshot named exactly "ready"; its versions are/)
   t.same(await names(hypervisor), [v2.snapshot, v3.snapshot], 'refusals delete nothing')
 
-  t.same(await service.delete('test', v3.snapshot, { force: true }), { deleted: v3.snapshot, active: v2.snapshot })
+  t.same(await service.delete('test', v3.snapshot, { force: true, protect: 'ready' }), { deleted: v3.snapshot, active: v2.snapshot })
   t.equal(await service.resolveRevertTarget('test', 'ready'), v2.snapshot)
-  await rejectsWithCode(t, service.delete('test', v2.snapshot), 'CONFLICT', /only version/)
-  await service.delete('test', v2.snapshot, { force: true })
+  await rejectsWithCode(t, service.delete('test', v2.snapshot, { protect: 'ready' }), 'CONFLICT', /only version/)
+  // Any other name: a technician deletes it by name, active or not.
+  t.same(await service.delete('test', v2.snapshot, { protect: 'other' }), { deleted: v2.snapshot, active: null })
+  t.same(await names(hypervisor), [])
+  await service.create('test', 'ready')
+  await service.delete('test', (await names(hypervisor))[0]!, { force: true, protect: 'ready' })
   t.same(await names(hypervisor), [])
   await rejectsWithCode(t, service.delete('test', v2.snapshot), 'SNAPSHOT_NOT_FOUND')
   await rejectsWithCode(t, service.resolveRevertTarget('test', 'ready'), 'SNAPSHOT_NOT_FOUND', /VM test has no snapshot "ready"/)

@@ -5,13 +5,15 @@
 #   sh test/systemd-container/build-rootfs.sh [CACHE_DIR]    (default /var/cache/kiosk-vm-watchdog-test)
 #
 # What is in it: minbase + systemd as PID 1, D-Bus, journald, polkit, libvirtd (the container's
-# own: the suite never uses the host's libvirtd), virsh, curl and jq (what a technician types),
-# the user-session parts for `systemctl --user`, nft and iptables (the doctor reads them).
+# own: the suite never uses the host's libvirtd), QEMU for x86 without recommends (its firmware,
+# SeaBIOS and iPXE, are dependencies; TCG only: a small diskless domain for the stop check),
+# virsh, curl and jq (what a technician types), the user-session parts for `systemctl --user`,
+# nft and iptables (the doctor reads them).
 # Node is not: the host's node is bind-mounted.
 # Needs root, debootstrap, and the Debian mirror apt already uses on this machine.
 set -eu
 cache=${1:-/var/cache/kiosk-vm-watchdog-test}
-packages='systemd systemd-sysv dbus dbus-user-session libpam-systemd polkitd libvirt-daemon-system libvirt-clients libvirt0 curl jq ca-certificates procps iproute2 less nftables iptables'
+packages='systemd systemd-sysv dbus dbus-user-session libpam-systemd polkitd libvirt-daemon-system libvirt-clients libvirt0 qemu-system-x86 curl jq ca-certificates procps iproute2 less nftables iptables'
 # Bump the 1 when the steps below change what the tree holds; the package list is in the key.
 key=$(echo "1 $packages" | sha256sum | cut -c1-12)
 root=$cache/rootfs-bookworm-$key

@@ -1,8 +1,8 @@
 // The service under real systemd 252 (PID 1 of a Debian 12 container: nspawn.ts), installed as
 // a technician would (apt-get install ./kiosk-vm-watchdog_*.deb) and checked the way one would:
-// systemctl, journalctl, curl. libvirtd is the container's own (the host's is never used, so no
-// e2e lock); the network is private (loopback only). Issue 14's failures 1-6 each have a check
-// here that failed before its fix. Timings are printed (t.comment), never asserted: margins come
+// systemctl, journalctl, curl. libvirtd and QEMU (one small TCG domain) are the container's own:
+// the host's libvirtd is never used; the network is private (loopback only). Issue 14's failures
+// 1-6 each have a check here that failed before its fix. Timings are printed (t.comment), never asserted: margins come
 // from the unit's own settings (WatchdogSec=30, TimeoutAbortSec=10, RestartSec=5).
 import t from 'tap'
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
@@ -15,6 +15,20 @@ import { Container, cannotRun, rootfs } from './nspawn.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const UNIT = 'kiosk-vm-watchdog'
+// The exhibit VM for the stop check, run by the container's libvirtd: TCG (no /dev/kvm in the
+// container), 64 MiB, no disk, no NIC; SeaBIOS finds nothing to boot and keeps trying, which is
+// all a running domain has to do here.
+const EXHIBIT_XML = `<domain type='qemu'>
+  <name>exhibit</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`
 /** dpkg-query's format is ${Field}. */
 const dpkgField = (field: string): string => `dpkg-query -W -f='$${'{'}${field}}' kiosk-vm-watchdog`
 // The first run on a machine builds the rootfs (2-5 min); the suite itself takes a few minutes.
@@ -165,9 +179,17 @@ async function suite (): Promise<void> {
 
   await t.test('failure 5: libvirt unreachable at start: READY at once, "waiting for libvirt", no revert before it answers', async (t) => {
     c.ok(`systemctl stop ${UNIT}`, 60_000)
-    // Masked: the unit's Wants=libvirtd.service would otherwise start it again.
+    // A real VM that runs all along and never sends a heartbeat: what a revert would be aimed at.
+    const virsh = (args: string): string => c.ok(`virsh -c qemu:///system ${args}`, 60_000).trim()
+    t.teardown(() => { c.sh('virsh -c qemu:///system destroy exhibit; virsh -c qemu:///system undefine exhibit', 60_000) })
+    c.write('/root/exhibit.xml', EXHIBIT_XML)
+    virsh('define /root/exhibit.xml')
+    virsh('start exhibit')
+    // Masked: the unit's Wants=libvirtd.service would otherwise start it again. Stopped before it
+    // is masked: a masked unit loses KillMode=process, and here QEMU is in libvirtd.service's
+    // cgroup (no machined in the container), so stopping it masked would kill the VM too.
     const LIBVIRTD = 'libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket'
-    c.ok(`systemctl mask --runtime ${LIBVIRTD} && systemctl stop ${LIBVIRTD}`, 60_000)
+    c.ok(`systemctl stop ${LIBVIRTD} && systemctl mask --runtime ${LIBVIRTD}`, 60_000)
     // A short start grace, so that "no revert before libvirt" is tested within seconds.
     c.ok("sed -i 's/^startup_grace: .*/startup_grace: 2/; s/^heartbeat_timeout: .*/heartbeat_timeout: 2/' /etc/kiosk-vm-watchdog/config.yaml")
     const t0 = Date.now()
@@ -185,10 +207,29 @@ async function suite (): Promise<void> {
     // The start grace counts from the first VM state read, not from the service start.
     t.notMatch(logs, /revert/i, 'no revert attempted before libvirt answered')
     c.ok(`systemctl unmask --runtime ${LIBVIRTD} && systemctl start libvirtd.socket libvirtd.service`, 60_000)
-    await c.until('status: libvirt connected', () => /connected/.test(show('StatusText')) ? true : undefined, 60_000)
-    t.pass('connected once libvirtd is there')
+    t.equal(virsh('domstate exhibit --reason'), 'running (booted)', 'the VM ran through libvirtd\'s absence')
+    const status = await c.until('status: libvirt connected, the VM read', () => { const s = show('StatusText'); return /connected; exhibit: [^;]*, VM running/.test(s) ? s : undefined }, 60_000)
+    t.comment(`once libvirtd is there: ${status}`)
+    t.pass('connected once libvirtd is there, and the VM read running over qemu:///system')
+    // The grace runs from that read: the silent VM's first revert comes startup_grace after it.
+    // (It fails: a diskless VM has no snapshot `ready`. That it is attempted at all shows the
+    // "no revert" above could have failed.)
+    const lines = (): Array<{ time: number, msg: string }> => c.sh(`journalctl _SYSTEMD_INVOCATION_ID=${invocation} -o cat | grep '^{' | jq -c '{time, msg}'`).out
+      .split('\n').filter(Boolean).map((l) => JSON.parse(l) as { time: number, msg: string })
+    const revertAt = await c.until('the first revert after the grace', () => lines().find((l) => l.msg.startsWith('revert: '))?.time, 30_000)
+    const readAt = lines().find((l) => l.msg.startsWith('libvirt reached and the VM state read'))?.time
+    t.ok(readAt, 'the journal marks the first VM state read')
+    t.comment(`service start -> first revert attempt: ${revertAt - t0} ms; VM state read -> first revert attempt: ${revertAt - (readAt ?? 0)} ms (startup_grace 2 s)`)
+    // Had the grace counted from the service start (10 s before the read), the revert would follow
+    // the read at once; half the grace tells the two apart without betting on timer precision.
+    t.ok(revertAt - (readAt ?? Infinity) >= 1000, 'the start grace counted from the first VM state read, not from the service start')
+    c.ok(`systemctl stop ${UNIT}`, 60_000)
+    virsh('destroy exhibit')
+    virsh('undefine exhibit')
+    // The failed revert's retry is saved with the VM's state: not for the next tests.
+    c.ok('rm -f /var/lib/kiosk-vm-watchdog/state/exhibit.json')
     c.ok("sed -i 's/^startup_grace: .*/startup_grace: 60/; s/^heartbeat_timeout: .*/heartbeat_timeout: 15/' /etc/kiosk-vm-watchdog/config.yaml")
-    c.ok(`systemctl restart ${UNIT}`, 90_000)
+    c.ok(`systemctl start ${UNIT}`, 90_000)
   })
 
   await t.test('failures 1 and 2: priorities in the journal; the troubleshooting commands work on it', async (t) => {
@@ -271,6 +312,42 @@ async function suite (): Promise<void> {
     await c.until('restart after SIGSTOP', () => mainPid() !== pid && mainPid() > 0 && show('ActiveState') === 'active' ? true : undefined, 120_000, 500)
     t.comment(`SIGSTOP -> watchdog kill -> active again: ${Date.now() - t0} ms (WatchdogSec=30, TimeoutAbortSec=10, RestartSec=5)`)
     t.match(c.sh(`journalctl -u ${UNIT} -o cat`).out, /Watchdog timeout/)
+  })
+
+  await t.test('systemctl stop leaves the VM alone: a real QEMU domain keeps running, same process', async (t) => {
+    const virsh = (args: string): string => c.ok(`virsh -c qemu:///system ${args}`, 60_000).trim()
+    t.teardown(() => { c.sh('virsh -c qemu:///system destroy exhibit; virsh -c qemu:///system undefine exhibit', 60_000) })
+    c.write('/root/exhibit.xml', EXHIBIT_XML)
+    virsh('define /root/exhibit.xml')
+    virsh('start exhibit')
+    /** The domain's QEMU: PID (libvirt's pid file) and the kernel's start time of that PID (a new process under a reused PID differs). */
+    const qemu = (): string => c.ok('p=$(cat /run/libvirt/qemu/exhibit.pid); echo "$p $(sed \'s/.*) //\' /proc/$p/stat | cut -d" " -f20)"').trim()
+    const first = qemu()
+    t.match(c.ok(`tr '\\0' ' ' < /proc/${first.split(' ')[0]}/cmdline`), /qemu-system-x86_64 -name guest=exhibit.* -accel tcg /, 'QEMU runs the domain, TCG')
+    // No revert while the test runs: there is no snapshot `ready` (a diskless VM cannot hold one).
+    c.ok("sed -i 's/^startup_grace: .*/startup_grace: 3600/' /etc/kiosk-vm-watchdog/config.yaml")
+    c.ok(`systemctl restart ${UNIT}`, 90_000)
+    const watching = await c.until('the service has read the VM running', () => { const s = show('StatusText'); return /exhibit: [^;]*, VM running/.test(s) ? s : undefined }, 30_000)
+    t.comment(`before stop: ${watching}; QEMU pid+starttime ${first}; ${virsh('domstate exhibit --reason')}`)
+    const invocation = show('InvocationID')
+    const t0 = Date.now()
+    const r = c.sh(`systemctl stop ${UNIT}`, 60_000)
+    t.comment(`systemctl stop: ${Date.now() - t0} ms`)
+    t.equal(r.code, 0, r.err)
+    t.equal(show('ActiveState'), 'inactive')
+    await delay(2000) // a shutdown or destroy the stop had set off in libvirt would show by now
+    const after = qemu()
+    const state = virsh('domstate exhibit --reason')
+    t.comment(`after stop: ${state}; QEMU pid+starttime ${after}`)
+    t.equal(state, 'running (booted)', 'still running, neither restarted nor reverted')
+    t.equal(after, first, 'the same QEMU process')
+    const logs = c.sh(`journalctl _SYSTEMD_INVOCATION_ID=${invocation} -o cat | grep '^{' | jq -r .msg`).out
+    t.match(logs, /stopping; the VM is left as it is/, 'the journal says so')
+    t.notMatch(logs, /revert/i, 'nothing was reverted')
+    virsh('destroy exhibit')
+    virsh('undefine exhibit')
+    c.ok("sed -i 's/^startup_grace: .*/startup_grace: 60/' /etc/kiosk-vm-watchdog/config.yaml")
+    c.ok(`systemctl start ${UNIT}`, 90_000)
   })
 
   await t.test('failure 6: the viewer runs under the kiosk user\'s systemd: started, restarted, stopped with the session', async (t) => {

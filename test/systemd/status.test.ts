@@ -2,7 +2,8 @@
 // "libvirt ... connected" after libvirt was gone. The line is rebuilt on every change and sent
 // when it differs.
 import t from 'tap'
-import { statusLine, statusUpdater, type StatusFacts, type StatusView } from '../../src/systemd/status.ts'
+import { STATUS_COALESCE_MS, statusLine, statusUpdater, type StatusFacts, type StatusView } from '../../src/systemd/status.ts'
+import { FakeClock } from '../helpers/fake-clock.ts'
 
 const vm = (over: Partial<StatusView> = {}): StatusView => ({ vm: 'exhibit', state: 'healthy', maintenance: null, exhausted: null, vmRunning: true, ...over })
 const facts = (over: Partial<StatusFacts> = {}): StatusFacts => ({ listening: 'listening on 0.0.0.0:8000', uri: 'qemu:///system', connected: true, everConnected: true, views: [vm()], ...over })
@@ -43,4 +44,30 @@ t.test('a view that throws (closing) sends nothing and does not throw', async (t
   u.ready()
   u.update()
   t.same(sent, ['READY'])
+})
+
+t.test('updateSoon: a burst of changes builds the line (which walks every VM) once', async (t) => {
+  const clock = new FakeClock(0)
+  const sent: string[] = []
+  let built = 0
+  let f = facts({ views: Array.from({ length: 200 }, (_, i) => vm({ vm: `kiosk-${i}`, state: 'starting' })) })
+  const u = statusUpdater({ ready: () => sent.push('READY'), status: (s: string) => sent.push(s) }, () => { built++; return statusLine(f) }, clock)
+  u.ready()
+  t.equal(built, 1)
+  // Every VM's first heartbeat: 200 changes, spread over 200 ms.
+  f = facts({ views: Array.from({ length: 200 }, (_, i) => vm({ vm: `kiosk-${i}` })) })
+  for (let i = 0; i < 200; i++) {
+    u.updateSoon()
+    clock.advance(1)
+  }
+  t.equal(built, 1, 'nothing built before the timer runs')
+  clock.advance(STATUS_COALESCE_MS - 200)
+  t.equal(built, 2, 'one line for the whole burst')
+  t.equal(sent.length, 2)
+  t.match(sent[1], /kiosk-199: healthy, VM running$/)
+  u.updateSoon()
+  u.close()
+  clock.advance(10)
+  t.equal(built, 2, 'close() drops a pending update')
+  t.equal(clock.pending, 0)
 })

@@ -46,7 +46,7 @@ export function domainXml (ctx: DoctorContext, vm: string): Promise<string> {
   return memo(ctx, `xml:${vm}`, () => ctx.hypervisor!.domainXml(vm))
 }
 
-/** data_dir as the service resolves it (relative to its working directory). */
+/** data_dir as the service uses it (loadConfig made it absolute, relative to the config file). */
 export function dataDirOf (ctx: DoctorContext): string | null {
   return ctx.loaded ? resolve(ctx.loaded.config.data_dir) : null
 }

@@ -1,6 +1,6 @@
 // config, data_dir, disk_space: the file that was read, and the directory the service writes.
-import { access, constants, open, unlink } from 'node:fs/promises'
-import { join } from 'node:path'
+import { access, constants, open, stat, unlink } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import type { Check } from '../types.ts'
 import { dataDirOf, errorText, formatBytes, nearestExisting, notChecked } from './common.ts'
 
@@ -19,7 +19,15 @@ export const configCheck: Check = {
       }
     }
     const vms = ctx.loaded!.vms.map((vm) => vm.name)
-    return { level: 'ok', message: `config ${where} is valid (${vms.length} VM${vms.length > 1 ? 's' : ''}: ${vms.join(', ')})` }
+    const valid = `config ${where} is valid (${vms.length} VM${vms.length > 1 ? 's' : ''}: ${vms.join(', ')})`
+    const warnings = ctx.loaded!.warnings ?? []
+    if (warnings.length === 0) return { level: 'ok', message: valid }
+    // Settings given but not used: a migrated EVC setup must see which of its settings do nothing.
+    return {
+      level: 'warn',
+      message: `${valid}; ${warnings.length} setting${warnings.length > 1 ? 's' : ''} to look at:\n     - ${warnings.join('\n     - ')}`,
+      fix: `remove them from ${ctx.configFile ?? 'the environment'} (or the environment / EVC's .env) once checked; docs/migration.md lists what each EVC setting became`
+    }
   }
 }
 
@@ -28,7 +36,8 @@ export const dataDirCheck: Check = {
   async run (ctx) {
     const dir = dataDirOf(ctx)
     if (dir === null) return notChecked('the config is not valid')
-    const fix = `sudo mkdir -p ${dir} && sudo chown ${ctx.host.user().username} ${dir} (or set data_dir)`
+    const other = await otherServiceStateDir(ctx, dir)
+    const fix = other !== null ? other.fix : `sudo mkdir -p ${dir} && sudo chown ${ctx.host.user().username} ${dir} (or set data_dir)`
     const found = await nearestExisting(dir)
     if (!found.isDirectory) {
       return { level: 'fail', message: `data_dir ${dir} cannot be used: ${found.path} is not a directory`, fix }
@@ -50,7 +59,27 @@ export const dataDirCheck: Check = {
     } catch (err) {
       return { level: 'fail', message: `data_dir ${dir} is not writable by ${ctx.host.user().username}: ${errorText(err)}`, fix }
     }
+    if (other !== null) return { level: 'warn', message: `data_dir ${dir} is writable; ${other.message}`, fix }
     return { level: 'ok', message: `data_dir ${dir} is writable` }
+  }
+}
+
+/**
+ * From the CLI: the installed service keeps its state in systemd's state directory (its unit sets
+ * KVW_DATA_DIR). A config whose data_dir is elsewhere (an older install's `./data`) makes the
+ * doctor read other saved state and reverts than the service's: say so, and how to fix it.
+ */
+async function otherServiceStateDir (ctx: Parameters<Check['run']>[0], dir: string): Promise<{ message: string, fix: string } | null> {
+  const stateDir = ctx.host.paths.serviceStateDir
+  if (ctx.service !== undefined || resolve(stateDir) === dir) return null
+  try {
+    if (!(await stat(stateDir)).isDirectory()) return null
+  } catch {
+    return null
+  }
+  return {
+    message: `but the installed service keeps its state in ${stateDir} (systemd's state directory): the saved state and reverts below are read from ${dir}, not from the service`,
+    fix: `set data_dir: ${stateDir} in ${ctx.configFile ?? 'config.yaml'} (the installer writes that), or run with KVW_DATA_DIR=${stateDir}`
   }
 }
 

@@ -177,6 +177,14 @@ export function snapshotCheck (vm: string): Check {
         }
       }
       const revisions = snap.revisions > 0 ? `, ${snap.revisions} older revision${snap.revisions > 1 ? 's' : ''} to roll back to` : ''
+      if (snap.staleLiteral) {
+        // EVC's (or a technician's) plain `ready` next to newer revisions: a manual revert by that name goes back in time.
+        return {
+          level: 'warn',
+          message: `snapshot ${which} of "${vm}" exists and holds memory state, but an older snapshot named exactly "${name}" exists too: "virsh snapshot-revert ${vm} ${name}" would go back to that older state, not to ${snap.target ?? name}`,
+          fix: `revert through the service (curl -X POST http://127.0.0.1:${port}/api/v1/revert), or by hand to the current one: virsh snapshot-revert ${vm} ${snap.target ?? name} --running; once sure the old one is not needed: curl -X DELETE http://127.0.0.1:${port}/api/v1/snapshot/${name}`
+        }
+      }
       return { level: 'ok', message: `snapshot ${which} of "${vm}" exists and holds memory state (taken ${new Date((snap.creationTime ?? 0) * 1000).toISOString()}${revisions})` }
     }
   }

@@ -37,7 +37,12 @@ async function judgeInterface (ctx: DoctorContext, iface: InterfaceInfo): Promis
     // requests arrive from 127.0.0.1.
     const text = 'user networking: the guest reaches the host at 10.0.2.2 (= host 127.0.0.1)'
     if (kind === 'specific') return { level: 'fail', text: `${text}, but api_host ${apiHost} does not listen on loopback`, fix: 'set api_host: 0.0.0.0 or 127.0.0.1' }
-    if (!allowed('127.0.0.1')) return { level: 'fail', text: `${text}; its requests come from 127.0.0.1, which security.guest_networks does not allow`, fix: 'add 127.0.0.0/8 to security.guest_networks' }
+    if (!allowed('127.0.0.1')) {
+      // Loopback that is not a guest network is the host (a technician): see src/plugins/security.ts.
+      const fix = "add 127.0.0.0/8 and '::1' to security.guest_networks"
+      if (security.admin_token !== undefined) return { level: 'fail', text: `${text}; its requests come from 127.0.0.1, which is not in security.guest_networks: they are taken as the host's, and with admin_token set its revert requests are refused (401)`, fix }
+      return { level: 'warn', text: `${text}; its requests come from 127.0.0.1, which is not in security.guest_networks: they are taken as the host's (a technician's), so its revert requests are not held to the guest rules (guest_revert_min_interval, max_reverts, maintenance)`, fix }
+    }
     return { level: 'ok', text: `${text}: guest scripts use http://10.0.2.2:${port}` }
   }
   if (iface.type === 'network' && 'network' in iface) {

@@ -12,10 +12,12 @@
 //
 // The memory is bounded and long: gaps are counted in logarithmic buckets, per epoch of
 // PHI_EPOCH_GAPS gaps, the newest PHI_EPOCHS epochs kept (1 h each at one beat a second: 23–24 h),
-// so stalls a few times a day are remembered. Only the epoch being filled is copied per beat. Until the window has seen `adaptive_learning`
-// seconds of heartbeats (default an hour: long enough to have seen this guest's stalls) the
-// fixed rules apply.
-//
+// so stalls a few times a day are remembered. Only the epoch being filled is copied per beat.
+// The memory is the guest's (the software in its snapshot), not the run's: it is kept across
+// reverts and restarts (in the state file). Until it holds `adaptive_learning` seconds of
+// heartbeats the fixed rules apply, so a stall gets the chance to be seen once: a stall the
+// detector convicts ends in a revert and is never learned (bench/README.md).
+
 // Pure arithmetic on plain numbers; the window lives in the machine's state. The deadline is
 // where φ crosses the threshold, computed once per heartbeat (crossingMs), so the runtime still
 // arms ONE timer, and the tick at that instant finds φ ≥ threshold (the same function decides).
@@ -46,7 +48,7 @@ export interface GapWindow {
   /** Per bucket, over all epochs. */
   total: number[]
   samples: number
-  /** The time the gaps added since the window was cleared add up to (learning is over past adaptive_learning). */
+  /** The time the window's gaps add up to, since it was first filled (learning is over past adaptive_learning). */
   learnedMs: number
 }
 
@@ -65,6 +67,39 @@ export function emptyWindow (): GapWindow {
 export function bucketOf (gapMs: number): number {
   if (!(gapMs >= FIRST_EDGE_MS)) return 0
   return Math.min(PHI_BUCKETS - 1, 1 + Math.floor(Math.log(gapMs / FIRST_EDGE_MS) / Math.log(RATIO)))
+}
+
+/** What a state file keeps of a window: the counts per epoch and the learned time (totals are derived). */
+export interface SavedGapWindow {
+  epochs: number[][]
+  filling: number
+  learnedMs: number
+}
+
+export function saveWindow (w: GapWindow): SavedGapWindow {
+  return { epochs: w.epochs, filling: w.filling, learnedMs: w.learnedMs }
+}
+
+/**
+ * The window a state file kept, or an empty one (with the reason) when its shape is not this
+ * version's (bucket or epoch counts changed): a wrong memory is worse than a fresh start.
+ */
+export function restoreWindow (saved: SavedGapWindow): { window: GapWindow, problem: string | null } {
+  const { epochs, filling, learnedMs } = saved
+  if (epochs.length > PHI_EPOCHS || epochs.some((e) => e.length !== PHI_BUCKETS)) {
+    return { window: emptyWindow(), problem: `expected at most ${PHI_EPOCHS} epochs of ${PHI_BUCKETS} buckets` }
+  }
+  const last = epochs.at(-1)
+  const lastCount = last === undefined ? 0 : last.reduce((a, b) => a + b, 0)
+  if (filling !== lastCount || filling > PHI_EPOCH_GAPS) {
+    return { window: emptyWindow(), problem: `the newest epoch holds ${lastCount} gaps, the file says ${filling}` }
+  }
+  const total = new Array<number>(PHI_BUCKETS).fill(0)
+  let samples = 0
+  for (const e of epochs) {
+    for (let k = 0; k < PHI_BUCKETS; k++) { total[k]! += e[k]!; samples += e[k]! }
+  }
+  return { window: { epochs: epochs.map((e) => [...e]), filling, total, samples, learnedMs }, problem: null }
 }
 
 /**

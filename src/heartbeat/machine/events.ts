@@ -18,6 +18,12 @@ export function onHeartbeat (c: Ctx, e: Extract<MachineEvent, { type: 'heartbeat
   s.lastSeq = typeof e.seq === 'number' && Number.isFinite(e.seq) ? e.seq : null
   s.lastStatus = typeof e.status === 'string' ? e.status : null
   s.heartbeatsTotal++
+  // A heartbeat while libvirt says the VM is not running comes from something else (a tool on
+  // loopback, a stale request): it is counted, but it never makes the watchdog healthy.
+  if (s.vmRunning === false) {
+    if (s.phase !== 'healthy') log(c, 'debug', 'heartbeat while libvirt says the VM is not running: not taken as a sign of life', { phase: s.phase, vmReason: s.vmReason })
+    return
+  }
   switch (s.phase) {
     case 'starting':
       setPhase(c, 'healthy')
@@ -233,6 +239,10 @@ export function onRevertFailed (c: Ctx, e: Extract<MachineEvent, { type: 'revert
   bump(s.counters.outcomes, 'failed_attempts')
   job.inFlight = false
   job.lastError = e.error
+  if (typeof e.vmRunning === 'boolean') {
+    s.vmRunning = e.vmRunning
+    s.vmReason = e.vmRunning ? 'running after a failed revert' : 'not running after a failed revert'
+  }
   if (s.lastRevert && s.lastRevert.at === job.startedAt) s.lastRevert.error = e.error
   // Maintenance began (or the VM was stopped) while the call ran: only a technician's revert is retried.
   if (job.source !== 'technician' && s.maintenance !== null) {

@@ -2,7 +2,6 @@
 // exhausted), watching afresh, layered maintenance. Each works on a Ctx: the copy of the state
 // being stepped, the time, the settings in ms, and the actions collected so far.
 import { isWatching } from './deadlines.ts'
-import { emptyWindow } from './detector.ts'
 import type { Timing } from './settings.ts'
 import type {
   Action, LogLevel, Maintenance, Phase, RequestResult, RevertJob, RevertSource, WatchdogState
@@ -37,9 +36,13 @@ export function setPhase (c: Ctx, phase: Phase) {
   c.s.phase = phase
 }
 
-/** Heartbeats count as flowing while the last one is younger than the early-warning mark. */
+/**
+ * Heartbeats count as flowing while the last one's early-warning mark has not passed (half of
+ * heartbeat_timeout, or just before the adaptive deadline): watching that begins then never
+ * starts with a deadline already behind it.
+ */
 export function heartbeatsFlowing (c: Ctx): boolean {
-  return c.s.lastHeartbeatAt !== null && c.now - c.s.lastHeartbeatAt < c.t.lateMs
+  return c.s.lastHeartbeatAt !== null && c.s.lateAt !== null && c.now < c.s.lateAt
 }
 
 /**
@@ -48,7 +51,6 @@ export function heartbeatsFlowing (c: Ctx): boolean {
  */
 export function beginWatch (c: Ctx, why: string) {
   c.s.grace = null
-  c.s.gapWindow = emptyWindow()
   if (heartbeatsFlowing(c)) {
     setPhase(c, 'healthy')
   } else {
@@ -99,8 +101,9 @@ export function startRevert (c: Ctx, spec: RevertSpec) {
     lastError: null
   }
   c.s.grace = null
-  // The reverted guest boots afresh: its old rhythm says nothing about the new one.
-  c.s.gapWindow = emptyWindow()
+  // The gap window is kept: the reverted guest is the same software from the same snapshot, and
+  // forgetting its stalls made the next one look like a hang (bench/README.md). Nothing of the hang
+  // or the boot is learned: only gaps between two beats while healthy or late join the window.
   setPhase(c, 'reverting')
   c.s.counters.reverts++
   bump(c.s.counters.byReason, spec.source === 'guest' ? `guest:${spec.reason}` : spec.reason)

@@ -1,7 +1,7 @@
 // The machine's entry points: step (one event), initialState (at service start), toPersisted
 // (the subset that survives a restart).
 import { heartbeatDeadlines } from './deadlines.ts'
-import { emptyWindow } from './detector.ts'
+import { emptyWindow, restoreWindow, saveWindow, type GapWindow } from './detector.ts'
 import {
   onHeartbeat, onMaintenanceOff, onMaintenanceOn, onReset, onRetryNow, onRevertFailed, onRevertFinished,
   onRevertRequested, onSchedule, onStartRequested, onStopRequested, onTick, onVmState, onVmStateKnown
@@ -29,7 +29,7 @@ export function step (state: WatchdogState, event: MachineEvent, now: number, se
         lastStatus: typeof event.status === 'string' ? event.status : null,
         heartbeatsTotal: state.heartbeatsTotal + 1
       },
-      actions: []
+      actions: startedEpoch(state.gapWindow, next.gapWindow) ? [{ type: 'persist' }] : []
     }
   }
   const c: Ctx = { s: structuredClone(state), now, t: timing(settings), actions: [] }
@@ -59,10 +59,20 @@ export function step (state: WatchdogState, event: MachineEvent, now: number, se
     const level: LogLevel = after === 'exhausted' ? 'error' : after === 'late' ? 'warn' : 'info'
     c.actions.push({ type: 'log', level, msg: `state: ${before} -> ${after}`, fields: { from: before, to: after, event: event.type } })
   }
-  if (JSON.stringify(toPersisted(state)) !== JSON.stringify(toPersisted(c.s))) c.actions.push({ type: 'persist' })
+  if (JSON.stringify(persistedFields(state)) !== JSON.stringify(persistedFields(c.s)) || startedEpoch(state.gapWindow, c.s.gapWindow)) {
+    c.actions.push({ type: 'persist' })
+  }
   const result: StepResult = { state: c.s, actions: c.actions }
   if (c.outcome !== undefined) result.outcome = c.outcome
   return result
+}
+
+/**
+ * A new epoch of the gap window began (about once an hour at one beat a second): the moment to
+ * save it. Not per heartbeat: a crash loses at most the epoch being filled.
+ */
+function startedEpoch (before: GapWindow, after: GapWindow): boolean {
+  return after.filling === 1 && after.learnedMs !== before.learnedMs
 }
 
 export function initialState (persisted: PersistedWatchdogState | null, now: number, settings: MachineSettings): WatchdogState {
@@ -91,7 +101,7 @@ export function initialState (persisted: PersistedWatchdogState | null, now: num
     lastHeartbeatAt: null,
     lateAt: null,
     timeoutAt: null,
-    gapWindow: emptyWindow(),
+    gapWindow: persisted?.gapWindow === undefined ? emptyWindow() : restoreWindow(persisted.gapWindow).window,
     lastSeq: null,
     lastStatus: null,
     heartbeatsTotal: 0,
@@ -107,7 +117,8 @@ export function initialState (persisted: PersistedWatchdogState | null, now: num
   }
 }
 
-export function toPersisted (s: WatchdogState): PersistedWatchdogState {
+/** What survives a restart, without the gap window (which changes with every beat and is saved per epoch). */
+function persistedFields (s: WatchdogState): Omit<PersistedWatchdogState, 'gapWindow'> {
   return {
     version: 1,
     maintenance: s.maintenance,
@@ -118,4 +129,10 @@ export function toPersisted (s: WatchdogState): PersistedWatchdogState {
     counters: s.counters,
     lastRevert: s.lastRevert
   }
+}
+
+export function toPersisted (s: WatchdogState): PersistedWatchdogState {
+  const fields: PersistedWatchdogState = persistedFields(s)
+  if (s.gapWindow.samples > 0) fields.gapWindow = saveWindow(s.gapWindow)
+  return fields
 }

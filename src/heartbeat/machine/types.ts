@@ -111,7 +111,8 @@ export type MachineEvent =
   | { type: 'vm_state', running: boolean, reason: string }
   | { type: 'revert_requested', reason: string, source: RequestSource }
   | { type: 'revert_finished', durationMs: number, deadlineLagMs?: number | null }
-  | { type: 'revert_failed', error: string }
+  /** vmRunning: what libvirt said after the failed attempt (null: not read). */
+  | { type: 'revert_failed', error: string, vmRunning?: boolean | null }
   | { type: 'maintenance_on', until: number | null, reason?: 'technician' | 'config', note?: string | null }
   | { type: 'maintenance_off' }
   | { type: 'stop_requested' }

@@ -40,7 +40,7 @@ export interface DetectorView {
   /** φ now (adaptive with enough gaps and a heartbeat seen), else null. */
   phi: number | null
   phiThreshold: number | null
-  /** Gaps in the window; seconds of heartbeats seen since it was cleared (learning until adaptive_learning). */
+  /** Gaps in the window; seconds of heartbeats the window has seen (learning until adaptive_learning). */
   samples: number
   learnedSeconds: number
   /** Mean and longest remembered gap (bucketed: about ±7 %); null while learning. */

@@ -1,0 +1,110 @@
+// Start-up and idle memory (issue 15, part 4): process spawned → `GET /api/v1/status` answers 200,
+// over several starts, and the idle process's memory a few seconds later. On libvirt's in-process
+// test:///default driver (no libvirtd, no guest), so the figure is the service's own: module
+// loading, config, app build, listen. Also when the first log line ("starting": all modules of
+// cli.ts loaded) appeared. Prints numbers, no pass/fail.
+//   npm run bench:start -- [--runs 7] [--idle 10] [--dist] [--node-flags '--max-semi-space-size=1']
+// Each run is a fresh process with a fresh data directory; the first run warms the page cache and
+// is not counted.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { freePort, REPO_ROOT, removeServiceConfig, writeServiceConfig } from '../harness/service.ts'
+import { benchArgs, describe, loadNote, serviceEntry, stats } from './lib.ts'
+
+const args = benchArgs(7, { idle: { type: 'string' }, 'node-flags': { type: 'string' } })
+// --node-flags '--max-semi-space-size=1 ...': V8/node options for the service process (to weigh them).
+const nodeFlags = typeof args.values['node-flags'] === 'string' ? args.values['node-flags'].split(/\s+/).filter((f) => f !== '') : []
+const idleS = Number(args.values.idle ?? 10)
+if (!(idleS >= 1 && idleS <= 600)) throw new Error(`--idle must be 1..600 s, got ${String(args.values.idle)}`)
+
+function statusKiB (pid: number, field: 'VmRSS' | 'RssAnon' | 'RssFile'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m ? Number(m[1]) : 0
+}
+/** CPU time (user + system, ms) PID has used: on a busy machine the wall time to answer stretches, this much less. */
+function cpuMs (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10 // USER_HZ 100
+}
+
+/** Proportional set size (shared pages divided among their users), from smaps_rollup. */
+function pssKiB (pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))
+    return m ? Number(m[1]) : NaN
+  } catch { return NaN }
+}
+
+console.log(`start: service (${args.dist ? 'node dist/cli.js' : 'src/ via tsx'}${nodeFlags.length > 0 ? ` with ${nodeFlags.join(' ')}` : ''}) on test:///default, ${args.runs} starts (+1 warm-up), idle memory after ${idleS} s`)
+console.log(`before: ${loadNote()}`)
+const toApi: number[] = []
+const toFirstLog: number[] = []
+const cpuToApi: number[] = []
+const rss: number[] = []
+const anon: number[] = []
+const pss: number[] = []
+let failed = false
+for (let run = 0; run <= args.runs; run++) {
+  const port = await freePort()
+  const config = await writeServiceConfig({ port, vmName: 'test', libvirtUri: 'test:///default', extra: { log_level: 'info', heartbeat_timeout: 60 } })
+  // Spawned here (not through startService, which polls every 100 ms): polled every 5 ms, and its
+  // CPU time read the moment it answered.
+  const spawned = performance.now()
+  const spawnedAtMs = Date.now()
+  const child = spawn(process.execPath, [...nodeFlags, ...serviceEntry(args.dist), 'serve', '--config', config.file], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.setEncoding('utf8').on('data', (c: string) => { out += c })
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { out += c })
+  const exited = once(child, 'exit')
+  try {
+    let answeredAt = NaN
+    let cpuAtAnswer = NaN
+    while (Number.isNaN(answeredAt)) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/api/v1/status`, { signal: AbortSignal.timeout(2000) })
+        await res.arrayBuffer()
+        if (res.status === 200) {
+          answeredAt = performance.now()
+          cpuAtAnswer = cpuMs(child.pid!)
+        }
+      } catch {}
+      if (child.exitCode !== null) throw new Error(`the service exited (${child.exitCode}):\n${out.slice(-3000)}`)
+      if (Number.isNaN(answeredAt)) await sleep(5)
+      if (performance.now() - spawned > 60_000) throw new Error('the API did not answer within 60 s')
+    }
+    const firstLine = out.split('\n').map((l) => { try { return JSON.parse(l) as { msg?: string, time?: number } } catch { return null } }).find((l) => l?.msg === 'starting')
+    if (run > 0) {
+      toApi.push(answeredAt - spawned)
+      cpuToApi.push(cpuAtAnswer)
+      if (firstLine?.time !== undefined) toFirstLog.push(firstLine.time - spawnedAtMs)
+    }
+    if (run === args.runs) {
+      await sleep(idleS * 1000)
+      const pid = child.pid!
+      rss.push(statusKiB(pid, 'VmRSS'))
+      anon.push(statusKiB(pid, 'RssAnon'))
+      pss.push(pssKiB(pid))
+      console.log(`  idle after ${idleS} s: RSS ${(rss[0]! / 1024).toFixed(1)} MiB, private (RssAnon) ${(anon[0]! / 1024).toFixed(1)} MiB, mapped files ${(statusKiB(pid, 'RssFile') / 1024).toFixed(1)} MiB, Pss ${(pss[0]! / 1024).toFixed(1)} MiB`)
+    }
+  } catch (err) {
+    failed = true
+    console.error(err)
+    break
+  } finally {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+      await exited
+      clearTimeout(timer)
+    }
+    await removeServiceConfig(config)
+  }
+}
+console.log(`  spawn → /api/v1/status 200:        ${describe(stats(toApi))}`)
+console.log(`  spawn → first log line ("starting"): ${describe(stats(toFirstLog))}`)
+console.log(`  CPU time used by then (user+sys):     ${describe(stats(cpuToApi))}`)
+console.log(`after: ${loadNote()}`)
+process.exit(failed ? 1 : 0)
