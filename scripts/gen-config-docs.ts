@@ -147,6 +147,9 @@ export function renderConfigDocs (): string {
     '',
     `Environment variables override the file: each listed key can be set as ${ENV_PREFIXES.map((p) => `\`${p}KEY\``).join(' or ')}`,
     `(\`${ENV_PREFIXES[0]}\` wins). Values are parsed as the key's type (\`true\`/\`false\`, numbers).`,
+    'A relative `data_dir` is relative to the config file\'s directory, whether it comes from the file',
+    'or the environment (without a config file: the working directory); from EVC\'s `.env`, to the',
+    '`.env` file\'s directory. So the service and a `doctor` run by hand from elsewhere agree.',
     ''
   ]
   for (const section of sections) {

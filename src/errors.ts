@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   UNAUTHORIZED: { status: 401, message: 'A valid admin token is required' },
   FORBIDDEN: { status: 403, message: 'This client may not call this endpoint' },
   CROSS_SITE_REQUEST: { status: 403, message: 'A page on another site may not run actions here' },
+  HOST_NOT_ALLOWED: { status: 403, message: 'The Host header does not name this service: add the name to security.allowed_hosts' },
   NOT_FOUND: { status: 404, message: 'No such route' },
   UNKNOWN_VM: { status: 404, message: 'No such VM' },
   SNAPSHOT_NOT_FOUND: { status: 404, message: 'No such snapshot' },

@@ -37,6 +37,15 @@ export async function serve (configFile: string | null, env: NodeJS.ProcessEnv =
   // SIGUSR1 would open Node's inspector on 127.0.0.1:9229 (anyone on the host could then run
   // code as this service): a listener of our own replaces that, and does nothing.
   process.on('SIGUSR1', () => log.info({ signal: 'SIGUSR1' }, 'SIGUSR1 ignored'))
+  // SIGHUP reloads the config; one that comes while the service is still starting would end the
+  // process (Node's default), so it is kept and the reload runs once the service listens.
+  let reloadNow: (() => void) | null = null
+  let reloadPending = false
+  process.on('SIGHUP', () => {
+    if (reloadNow !== null) return reloadNow()
+    reloadPending = true
+    log.info({ signal: 'SIGHUP' }, 'SIGHUP while starting: the config is read again once the service listens')
+  })
   log.info({ version: VERSION, configFile: loaded.file, vms: loaded.vms.map((v) => v.name), libvirt: config.libvirt_uri }, 'starting')
   for (const warning of loaded.warnings) log.warn({ configFile: loaded.file }, `config: ${warning}`)
 
@@ -72,7 +81,8 @@ export async function serve (configFile: string | null, env: NodeJS.ProcessEnv =
     app = await buildApp({ config: loaded, hypervisor, logger: log })
     await listen(app, notifier, hypervisor, lock)
     const running = app
-    process.on('SIGHUP', () => reload(running, configFile, env, loggers))
+    reloadNow = () => { reload(running, configFile, env, loggers) }
+    if (reloadPending) reloadNow()
   } catch (err) {
     // Close what was opened (libvirt's event thread keeps a process alive), then fail: systemd
     // restarts us, or the technician reads the reason on the terminal.

@@ -136,6 +136,26 @@ t.test('under a real notify socket: READY=1 once listening with libvirt connecte
   t.equal(code, 0, output())
 })
 
+t.test('a SIGHUP while the service is still starting does not end it: the reload runs once it listens', async (t) => {
+  const dir = scratchDir(t)
+  const configFile = join(dir, 'config.yaml')
+  writeFileSync(configFile, 'log_level: info\nmaintenance_minutes: 30\n')
+  const port = await freePort()
+  const { child, output } = startService(t, port, { KVW_CONFIG: configFile })
+  const waitForOutput = async (what: RegExp): Promise<void> => {
+    for (const until = Date.now() + HANG_MS; !what.test(output()) && Date.now() < until && child.exitCode === null && child.signalCode === null;) await new Promise((resolve) => setTimeout(resolve, 20))
+    t.match(output(), what)
+  }
+  await waitForOutput(/"msg":"starting"/)
+  writeFileSync(configFile, 'log_level: info\nmaintenance_minutes: 45\n')
+  child.kill('SIGHUP')
+  await waitForOutput(/SIGHUP while starting: the config is read again once the service listens/)
+  await waitForOutput(/config reloaded: maintenance_minutes changed/)
+  t.match(output(), /Server listening/)
+  t.equal(child.exitCode, null, 'still running')
+  t.equal(child.signalCode, null, 'not ended by the signal')
+})
+
 t.test('SIGHUP reloads the config (in place what can, the rest named); SIGUSR1 does nothing; one msg per line', async (t) => {
   const dir = scratchDir(t)
   const configFile = join(dir, 'config.yaml')

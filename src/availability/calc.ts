@@ -7,8 +7,10 @@
 //   - Only opening hours count (`open`: sorted, disjoint [from, to) instants; null = always open).
 //     Within them each instant is healthy or lost to one cause; outside them it is `closedMs`.
 //   - `late` and `starting` are undecided while they last: when the next state that is neither of
-//     them is a revert, they were that revert's cause (a hang began at the last heartbeat);
-//     otherwise (heartbeats came back) they count as healthy.
+//     them is a revert, they were that revert's cause (a hang began at the last heartbeat); when
+//     it is `maintenance`, `closed` or `unmonitored` (no heartbeat came back before watching
+//     stopped), they are `hang` (a `starting` VM known to be off is reverted at once, so one still
+//     starting runs without heartbeats); when heartbeats came back they count as healthy.
 
 /** What a VM was doing, as recorded on each change (the watchdog's state, maintenance split). */
 export const STATUSES = ['starting', 'healthy', 'late', 'reverting', 'grace', 'exhausted', 'maintenance', 'closed', 'unmonitored'] as const
@@ -127,17 +129,28 @@ function computeCauses (records: readonly StateRecord[]): Array<Cause | null> {
       case 'late': case 'starting': out[i] = null; break
     }
   }
-  // Backwards: a run of pending records ended by a revert (or by giving up: exhausted) belongs to it.
+  // Backwards: a run of pending records ended by a revert (or by giving up: exhausted) belongs to
+  // it; one ended by watching stopping (maintenance, closed, unmonitored) without a heartbeat
+  // coming back was a hang; one ended by heartbeats (healthy) was healthy.
   let next: Cause | null = null
   for (let i = records.length - 1; i >= 0; i--) {
     const r = records[i]!
     if (isPending(r.status)) {
       out[i] = next
     } else {
-      next = r.status === 'reverting' || r.status === 'exhausted' ? out[i]! : null
+      next = pendingCause(r.status, out[i]!)
     }
   }
   return out
+}
+
+/** The cause of a pending run (late, starting) that `status` (with cause `cause`) ends. */
+function pendingCause (status: Status, cause: Cause | null): Cause | null {
+  switch (status) {
+    case 'reverting': case 'exhausted': return cause
+    case 'maintenance': case 'closed': case 'unmonitored': return 'hang'
+    case 'healthy': case 'grace': case 'late': case 'starting': return null
+  }
 }
 
 /** Index of the last record with at <= t, or -1. */

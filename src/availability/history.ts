@@ -59,6 +59,8 @@ export class StateHistory {
   /** Records written to the current file. */
   #inCurrent = 0
   #bytes = 0
+  /** A write failed: it may have left part of a line, so the next one starts on a new line. */
+  #afterFailure = false
   #chain: Promise<void> = Promise.resolve()
   /** The last write's failure (null once one succeeds). */
   lastError: string | null = null
@@ -93,7 +95,11 @@ export class StateHistory {
     return this.#records.at(-1) ?? null
   }
 
-  /** Appends one record (in memory at once, on disk in order; a failed write is logged, kept in memory). */
+  /**
+   * Appends one record: in memory at once, on disk in order. A failed write is logged and the
+   * record leaves memory again: memory holds what the files hold (so a figure does not change
+   * on a restart, and the rotation's counts stay true). The next change is recorded as usual.
+   */
   append (record: StateRecord): Promise<void> {
     const last = this.last
     // Time never runs backwards in the history (a wall clock stepped back): clamp.
@@ -102,14 +108,21 @@ export class StateHistory {
     const line = JSON.stringify({ ts: new Date(r.at).toISOString(), ...r }) + '\n'
     const run = this.#chain.then(() => this.#write(line))
     this.#chain = run.catch((err: unknown) => {
+      const i = this.#records.lastIndexOf(r)
+      if (i !== -1) this.#records.splice(i, 1)
+      this.#afterFailure = true
       this.lastError = err instanceof Error ? err.message : String(err)
-      this.#log.error({ err, path: this.path }, 'cannot write the state history')
+      this.#log.error({ err, path: this.path }, 'cannot write the state history; the change is not recorded')
     })
     return this.#chain
   }
 
-  async #write (line: string): Promise<void> {
+  async #write (record: string): Promise<void> {
+    // After a failed write (which may have left part of a line) start on a new line: an empty line is skipped on load.
+    const line = this.#afterFailure ? `\n${record}` : record
     const size = Buffer.byteLength(line)
+    // ...and count what the failed write left (the bound holds for what is really on disk).
+    if (this.#afterFailure) this.#bytes = await stat(this.path).then((s) => s.size, () => 0)
     if (this.#bytes > 0 && this.#bytes + size > this.#maxBytes) {
       await rename(this.path, `${this.path}.1`)
       // The dropped file's records leave memory too: memory holds what the files hold.
@@ -125,6 +138,7 @@ export class StateHistory {
     await appendFile(this.path, line)
     this.#bytes += size
     this.#inCurrent++
+    this.#afterFailure = false
     this.lastError = null
   }
 

@@ -201,7 +201,9 @@ export function parseConfig (raw: unknown, env: NodeJS.ProcessEnv, file: string 
   const config = result.data
   // A relative data_dir is relative to the config file (as admin_token_file and error_images), so
   // the CLI finds the service's data from any working directory; without a file, to the working
-  // directory. From the environment it was made absolute where it was read.
+  // directory. The same for KVW_DATA_DIR/VMCTL_DATA_DIR from the environment (a hand-run doctor
+  // and the service agree whatever their working directories); from `.env` it was made absolute,
+  // relative to the `.env` file, where it was read.
   if (!isAbsolute(config.data_dir)) config.data_dir = resolve(file === null ? '.' : dirname(file), config.data_dir)
   const vms = resolveVms(config)
   const seen = new Set<string>()
@@ -253,7 +255,9 @@ function applyEnv (input: Record<string, unknown>, env: NodeJS.ProcessEnv, probl
     const coerced = coerceEnv(value, schema, `${name} (${source})`, problems)
     if (coerced === undefined) continue
     const before = fromFile[key]
-    input[key] = key === 'data_dir' ? resolve(String(coerced)) : coerced
+    // A relative data_dir from `.env` is relative to that file's directory; from the environment it
+    // stays relative here and is resolved with the file's own (parseConfig): the config file's directory.
+    input[key] = key === 'data_dir' && dotEnv !== null && source === dotEnv.path ? resolve(dirname(dotEnv.path), String(coerced)) : coerced
     setBy.set(key, `${name} (${source})`)
     if (before !== undefined && ignored === undefined && JSON.stringify(before) !== JSON.stringify(coerced)) {
       warnings.push(`${name}=${value} (${source}) overrides ${key}: ${JSON.stringify(before)} in the config file (EVC v1.3.0 let the file win; here the environment does)`)
@@ -264,7 +268,7 @@ function applyEnv (input: Record<string, unknown>, env: NodeJS.ProcessEnv, probl
     const value = env[name]
     if (value === undefined || value === '') continue
     const coerced = coerceEnv(value, configSchema.shape[key], `${name} (environment)`, problems)
-    if (coerced !== undefined) input[key] = key === 'data_dir' ? resolve(String(coerced)) : coerced
+    if (coerced !== undefined) input[key] = coerced
   }
   return setBy
 }

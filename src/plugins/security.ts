@@ -13,7 +13,14 @@
 // Addresses come from the socket (request.socket.remoteAddress): no proxy headers are trusted.
 // Cross-site browser requests never reach an action (admin or guest route): Fetch Metadata
 // (`Sec-Fetch-Site`) first, else `Origin` against `Host`, as Go's CrossOriginProtection does;
-// clients that send neither (curl, guest scripts) pass. HEAD never runs an action (405).
+// clients that send neither (curl, guest scripts) pass. HEAD never runs an action (405). A guest
+// route called from a guest network (not loopback) is exempt: whatever sent it, it is the
+// guest's (a browser-based exhibit's fetch() too), and the guest could send it directly anyway.
+// DNS rebinding: what the network alone grants (loopback as admin without a token, a guest
+// network, loopback heartbeats, open read routes) is granted only to a Host header naming this
+// service (hostAllowed: an IP literal, localhost, this machine's name, api_host/admin_host,
+// security.allowed_hosts); else 403 HOST_NOT_ALLOWED. A valid token or dashboard login needs no
+// such check: a page on another name has neither.
 // Rate limits: admin and read routes count per client address and access class
 // (@fastify/rate-limit, before the access check, so guessing the token is limited too). Guest
 // routes count per VM identity and address (several guests and host tools share 127.0.0.1 under
@@ -25,15 +32,19 @@
 // rules: loopback or the token).
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import { isIPv4, isIPv6, type AddressInfo, type Socket } from 'node:net'
+import { hostname as machineHostname } from 'node:os'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import fp from 'fastify-plugin'
+import { parseDomainXml } from '../doctor/domain-xml.ts'
 import { AppError, ERROR_CODES, errorBodyOf, type ErrorBody } from '../errors.ts'
 import { isLoopback, networkList, normalizeAddress } from '../net/addresses.ts'
 
 export const ACCESS_LEVELS = ['guest', 'admin', 'read'] as const
 export type Access = typeof ACCESS_LEVELS[number]
+/** What admitted a request: a credential (token, dashboard login), its address alone, an open read route, or a route without data (any Host). */
+type Grant = 'credential' | 'network' | 'open' | 'public'
 /** Who is behind a request to a guest route (see the header comment). */
 export type Requester = 'guest' | 'technician'
 
@@ -168,6 +179,68 @@ export function crossSiteReason (headers: FastifyRequest['headers']): string | n
   return `${shown} is not this service (Host: ${host.slice(0, 200) || 'none'})`
 }
 
+/** A Host header's hostname (lower case, no trailing dot, IPv6 in brackets); null when it is not a plain host[:port]. */
+export function hostnameOfHostHeader (host: string): string | null {
+  let url: URL
+  try {
+    url = new URL(`http://${host}`)
+  } catch {
+    return null
+  }
+  if (url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '' || host.includes('/')) return null
+  return url.hostname.replace(/\.$/, '')
+}
+
+/**
+ * Whether a Host header names this service, for requests trusted for where they come from (DNS
+ * rebinding: a page on attacker.example rebound to 127.0.0.1 sends `Host: attacker.example`).
+ * IP literals cannot be rebound; browsers resolve localhost and *.localhost themselves; NAMES
+ * are this machine's and the configured ones (lower case). No Host header (HTTP/1.0): nothing
+ * to rebind, allowed. Returns null when allowed, else the hostname (or header) refused.
+ */
+export function refusedHost (host: string | undefined, names: ReadonlySet<string>): string | null {
+  if (host === undefined || host === '') return null
+  const name = hostnameOfHostHeader(host)
+  if (name === null) return host.slice(0, 200)
+  if (isIPv4(name) || (name.startsWith('[') && name.endsWith(']') && isIPv6(name.slice(1, -1)))) return null
+  if (name === 'localhost' || name.endsWith('.localhost')) return null
+  return names.has(name) ? null : name
+}
+
+/**
+ * The names a Host header may give besides IP literals and localhost: this machine's name (as
+ * os.hostname() says it, its first label, and LABEL.local for mDNS), api_host and admin_host
+ * when they are names, and security.allowed_hosts. Not any `LABEL.<domain>`: with a common
+ * hostname (ubuntu, raspberrypi) a page could guess `ubuntu.attacker.example`; a full name of
+ * this machine goes in security.allowed_hosts.
+ */
+export function serviceHostNames (machine: string, configured: ReadonlyArray<string | undefined>): Set<string> {
+  const names = new Set<string>()
+  const add = (n: string | undefined) => {
+    const name = n?.toLowerCase().replace(/\.$/, '')
+    if (name && !isIPv4(name) && !isIPv6(name)) names.add(name)
+  }
+  add(machine)
+  const label = machine.split('.')[0]
+  if (label) {
+    add(label)
+    add(`${label}.local`)
+  }
+  for (const n of configured) add(n)
+  return names
+}
+
+/**
+ * Why a watched VM's guest (QEMU user networking: its requests come from 127.0.0.1) is taken for
+ * the host, or null: its domain XML has a `user` interface (as the doctor's guest_network check
+ * tells) while loopback is not in security.guest_networks.
+ */
+export function userNetworkingProblem (vm: string, domainXml: string, loopbackIsGuest: boolean, tokenSet: boolean): string | null {
+  if (loopbackIsGuest) return null
+  if (!parseDomainXml(domainXml).interfaces.some((i) => i.type === 'user')) return null
+  return `VM "${vm}" uses QEMU user networking: its guest's heartbeats and revert requests come from 127.0.0.1, which is not in security.guest_networks, so they are taken for a technician's on this host (no guest limits${tokenSet ? '; with admin_token set, its revert requests are refused 401' : ''}). Add 127.0.0.0/8 and '::1' to security.guest_networks (before session 3 the default guest_networks included loopback and 10.0.2.0/24; see docs/migration.md)`
+}
+
 export function accessOf (request: FastifyRequest): Access {
   return request.routeOptions.config.access ?? 'admin'
 }
@@ -188,6 +261,10 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
   // Guest requests per (route kind, VM, address); token tries on guest routes per address.
   const guestWindows = new WindowCounter(60_000, now)
   const tokenTries = new WindowCounter(60_000, now)
+  // Requests refused for their Host, per address: the first of each minute is logged at warn.
+  const hostRefusals = new WindowCounter(60_000, now)
+  const machine = machineHostname()
+  const hostNames = serviceHostNames(machine, [app.config.config.api_host, security.admin_host, ...security.allowed_hosts])
   /** Methods registered per URL, for the Allow header of a refused HEAD. */
   const methodsByUrl = new Map<string, Set<string>>()
 
@@ -202,6 +279,22 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
     // call admin endpoints too. Harmless on libvirt's NAT network (guests come from 192.168.122.x).
     app.log.warn('loopback is both a guest network and the admin network (no admin_token): a guest on QEMU user networking could call admin endpoints; set security.admin_token, or remove loopback from security.guest_networks')
   }
+
+  // QEMU user networking while loopback is not a guest network: the guest is taken for the host.
+  // Looked at once when the app is ready, in the background: never delays or blocks the start.
+  app.addHook('onReady', async () => {
+    const loopbackIsGuest = isGuestNetwork('127.0.0.1')
+    if (loopbackIsGuest) return
+    // Not awaited: a slow libvirt must not hold the start; each VM's failure is caught.
+    Promise.all(app.config.vms.map(async (vm) => {
+      try {
+        const problem = userNetworkingProblem(vm.name, await app.hypervisor.domainXml(vm.name), loopbackIsGuest, token !== null)
+        if (problem !== null) app.log.error({ vm: vm.name, guestNetworks: security.guest_networks }, problem)
+      } catch {
+        // libvirt not reachable or no such domain yet: the doctor's guest_network check tells.
+      }
+    }))
+  })
 
   // Before the rate limiter's own onRoute hook: guest routes are limited here (per VM, after
   // the body is parsed), not by it.
@@ -226,15 +319,16 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
     return token !== null && tokenMatches(presented, token)
   }
 
-  function requireAdmin (request: FastifyRequest, reply: FastifyReply, address: string): void {
+  /** Admin rules; 'network' when only the address admitted the request (loopback, no token configured). */
+  function requireAdmin (request: FastifyRequest, reply: FastifyReply, address: string): Grant {
     if (token === null) {
-      if (isLoopback(address)) return
+      if (isLoopback(address)) return 'network'
       throw new AppError('FORBIDDEN', 'Admin endpoints answer only loopback while no admin token is configured: set security.admin_token (or security.admin_token_file) in config.yaml')
     }
     const valid = hasValidToken(request)
-    if (valid === true) return
+    if (valid === true) return 'credential'
     // A dashboard login (plugins/session.ts) stands for the token; a wrong Bearer beside it still fails.
-    if (valid === null && app.hasDecorator('sessions') && app.sessions.admits(request)) return
+    if (valid === null && app.hasDecorator('sessions') && app.sessions.admits(request)) return 'credential'
     reply.header('www-authenticate', 'Bearer realm="kiosk-vm-watchdog"')
     throw new AppError('UNAUTHORIZED', valid === null
       ? 'This endpoint needs the admin token: send "Authorization: Bearer <token>"'
@@ -242,12 +336,44 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
   }
 
   async function checkAccess (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const grant = decideAccess(request, reply)
+    if (grant === 'credential' || grant === 'public') return
+    const refused = refusedHost(request.headers.host, hostNames)
+    if (refused === null) return
+    // Open read routes: a token or a dashboard login present proves this is no rebound page.
+    if (grant === 'open' && (hasValidToken(request) === true || (app.hasDecorator('sessions') && app.sessions.admits(request)))) return
+    refuseHost(request, refused)
+  }
+
+  function refuseHost (request: FastifyRequest, refused: string): never {
+    const address = normalizeAddress(request.socket.remoteAddress ?? '')
+    const liveness = request.routeOptions.config.liveness === true
+    const { count, resetAt } = hostRefusals.hit(address)
+    if (count === 1) {
+      // Once a minute per address: a technician must learn why a guest's heartbeats are not counted.
+      request.log.warn({ address, host: refused, route: request.routeOptions.url }, `${liveness ? 'heartbeat' : 'request'} refused: Host "${refused}" is not a name of this service (add it to security.allowed_hosts if it is; further refusals from this address this minute are not logged at warn)`)
+    }
+    if (count > limits.guest) {
+      throw new AppError('RATE_LIMITED', `Too many refused requests from ${address || 'this client'}: at most ${limits.guest} a minute; retry in ${retryAfter(resetAt)} s`)
+    }
+    throw new AppError('HOST_NOT_ALLOWED', `The Host header names "${refused}", which is not a name of this service: a request trusted for where it comes from must name the service by an IP address, localhost, this machine's name (${machine}) or a name in security.allowed_hosts${liveness ? '; the heartbeat was not counted' : ''}. If "${refused}" is this host, add it to security.allowed_hosts in config.yaml`)
+  }
+
+  /**
+   * Refuses what the request may not do; says what admitted it: a credential (the token, a
+   * dashboard login), the network alone (its address), or an open read route.
+   */
+  function decideAccess (request: FastifyRequest, reply: FastifyReply): Grant {
     const access = accessOf(request)
     const onAdminListener = split && adminSockets.has(request.raw.socket)
     if (split && access === 'admin' && !onAdminListener) {
       throw new AppError('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`)
     }
-    if (access !== 'read') {
+    const address = normalizeAddress(request.socket.remoteAddress ?? '')
+    // A guest network's request to a guest route is the guest's whatever sent it (an exhibit's
+    // own page too). Loopback is the host's browser as well, so it stays checked.
+    const fromGuestSource = access === 'guest' && !onAdminListener && isGuestNetwork(address) && !isLoopback(address)
+    if (access !== 'read' && !fromGuestSource) {
       // Admin and guest routes act, GET included (EVC's paths): a page on another site must not
       // make a browser on this host run them (loopback is admin without a token).
       const crossSite = crossSiteReason(request.headers)
@@ -255,20 +381,19 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
         throw new AppError('CROSS_SITE_REQUEST', `${access === 'admin' ? 'Admin' : 'Guest'} endpoints refuse requests a browser sends from another site (${crossSite}); open the dashboard from this service, or call without a browser`)
       }
     }
-    const address = normalizeAddress(request.socket.remoteAddress ?? '')
     if (access === 'guest') {
       if (onAdminListener) {
         // The admin listener is the technicians' own door: admin rules, a technician's request.
-        requireAdmin(request, reply, address)
+        const grant = requireAdmin(request, reply, address)
         request.requester = 'technician'
-        return
+        return grant
       }
       const fromGuestNetwork = isGuestNetwork(address)
       if (bearerToken(request.headers.authorization) !== null) {
         const { count, resetAt } = tokenTries.hit(address)
         if (count <= limits.admin && hasValidToken(request) === true) {
           request.requester = 'technician'
-          return
+          return 'credential'
         }
         // Over the limit a guest network's request is still the guest's (its heartbeat is never
         // refused for a header), and the token is not even compared: no guessing from there.
@@ -278,7 +403,7 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
       }
       if (fromGuestNetwork) {
         request.requester = 'guest'
-        return
+        return 'network'
       }
       if (isLoopback(address)) {
         // Loopback that is not a guest network is the host itself: the admin network while no
@@ -286,10 +411,11 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
         // one (the quick start's curl heartbeats); an action needs the token.
         if (token === null || request.routeOptions.config.liveness === true) {
           request.requester = 'technician'
-          return
+          return 'network'
         }
+        let grant: Grant
         try {
-          requireAdmin(request, reply, address) // the token (checked above) or a dashboard login
+          grant = requireAdmin(request, reply, address) // the token (checked above) or a dashboard login
         } catch (err) {
           if (err instanceof AppError && err.code === 'UNAUTHORIZED') {
             throw new AppError('UNAUTHORIZED', `${address} is not in security.guest_networks, so this request is a technician's, and an admin token is configured: send "Authorization: Bearer <token>" (or list loopback in security.guest_networks for a guest on QEMU user networking)`)
@@ -297,7 +423,7 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
           throw err
         }
         request.requester = 'technician'
-        return
+        return grant
       }
       // Refusals are limited too (per address): a flood from outside costs a 429 logged at debug,
       // not an info line per request.
@@ -307,8 +433,9 @@ export default fp(async function securityPlugin (app: FastifyInstance) {
       }
       throw new AppError('FORBIDDEN', `Guest endpoints answer only the guest networks (security.guest_networks); ${address || 'this client'} is not in them`)
     }
-    if (access === 'read' && (!security.read_requires_token || request.routeOptions.config.alwaysOpen === true)) return
-    requireAdmin(request, reply, address)
+    if (access === 'read' && request.routeOptions.config.alwaysOpen === true) return 'public' // no data: the login page and the dashboard's files
+    if (access === 'read' && !security.read_requires_token) return 'open'
+    return requireAdmin(request, reply, address)
   }
 
   function retryAfter (resetAt: number): number {

@@ -82,10 +82,11 @@ export class SessionStore {
   /** Counts the attempt, then opens a session when PRESENTED is the admin token. */
   login (presented: string, address: string): LoginResult {
     const mine = this.#perAddress.hit(address)
+    // An attempt already over its address's limit is refused without counting toward the total:
+    // one address spends at most its share of the total, and cannot lock out everyone else.
+    if (mine.count > LOGIN_ATTEMPTS_PER_ADDRESS) return this.#limited(mine.resetAt)
     const all = this.#total.hit('all')
-    const over = [mine.count > LOGIN_ATTEMPTS_PER_ADDRESS ? mine.resetAt : 0, all.count > LOGIN_ATTEMPTS_TOTAL ? all.resetAt : 0]
-    const resetAt = Math.max(...over)
-    if (resetAt > 0) return { ok: false, reason: 'rate_limited', retryAfterSeconds: Math.max(1, Math.ceil((resetAt - this.#now()) / 1000)) }
+    if (all.count > LOGIN_ATTEMPTS_TOTAL) return this.#limited(all.resetAt)
     const token = this.#token()
     if (token === null) return { ok: false, reason: 'no_token' }
     if (!tokenMatches(presented, token)) return { ok: false, reason: 'wrong_token' }
@@ -133,6 +134,10 @@ export class SessionStore {
 
   get size (): number {
     return this.#sessions.size
+  }
+
+  #limited (resetAt: number): LoginResult {
+    return { ok: false, reason: 'rate_limited', retryAfterSeconds: Math.max(1, Math.ceil((resetAt - this.#now()) / 1000)) }
   }
 
   #sweep (): void {

@@ -75,7 +75,7 @@ const snapshotRoutes: FastifyPluginAsyncZod = async (app) => {
       requireRunning: configured && !fields.allow_stopped,
       ...(configured ? {} : { mode: 'replace' as const })
     }))
-    const auditError = await auditAfter(app.log, vm, { kind: 'snapshot_create', reason: 'technician', snapshot: name, created: result.snapshot, outcome: 'ok', ...(result.revision ? { revision: result.revision } : {}), ...(result.replaced ? { replaced: result.replaced } : {}), has_memory: result.hasMemory })
+    const auditError = await auditAfter(app.log, vm, { kind: 'snapshot_create', reason: 'technician', snapshot: name, created: result.snapshot, outcome: 'ok', ...(result.revision ? { revision: result.revision } : {}), ...(result.replaced ? { replaced: result.replaced } : {}), has_memory: result.hasMemory, ...(result.warning ? { warning: result.warning } : {}) })
     const warnings = [result.warning, auditError].filter((w) => w !== undefined && w !== null)
     if (!result.hasMemory) warnings.push('the VM was not running: this snapshot holds no memory state, a revert to it boots the VM')
     return {

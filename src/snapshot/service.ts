@@ -30,7 +30,7 @@ export interface SnapshotEntry extends SnapshotInfo {
 export interface CreateResult {
   /** The base name. */
   name: string
-  /** The new snapshot, now the active one. */
+  /** The new snapshot: the active one, unless `warning` says a newer version is. */
   snapshot: string
   /** The snapshot that was active before and is kept as a revision; null when there was none or it was pruned. */
   revision: string | null
@@ -175,11 +175,16 @@ export class SnapshotService {
         return { name: base, snapshot, revision: mode === 'revision' ? previous?.name ?? null : null, pruned: [], hasMemory: false, warning, mode, replaced }
       }
       const created = after.find((s) => s.name === snapshot)
-      if (created?.isActive !== true) {
-        // Only possible if someone else made a newer version in between; the new one is still kept.
-        this.#log.warn({ domain, snapshot, active: after[0]?.name }, 'the new snapshot is not the newest version')
-      }
       const pruned = await this.#prune(domain, after, snapshot)
+      // The newest version left is what reverts use. Not the new one: a revision `name~stamp`
+      // newer than a new literal `name` ('replace': libvirt's creationTime has whole seconds, or
+      // the clock stepped back), or a version someone else made meanwhile. It is not deleted (it
+      // holds a state keep_revisions keeps, maybe not this service's): the answer says so.
+      const active = after.find((s) => !pruned.includes(s.name))
+      if (active !== undefined && active.name !== snapshot) {
+        warnings.push(`"${snapshot}" was created, but ${active.name} is newer and is what reverts to "${base}" use; delete it (DELETE /api/v1/snapshot/${active.name}?force=true) to make "${snapshot}" the one reverts use`)
+        this.#log.warn({ domain, snapshot, active: active.name }, 'the new snapshot is not the newest version: reverts do not use it')
+      }
       const revision = mode === 'revision' && previous && !pruned.includes(previous.name) ? previous.name : null
       const hasMemory = created?.hasMemory ?? false
       this.#log.info({ domain, snapshot, base, mode, previous: previous?.name ?? null, kept: revision, replaced, pruned, hasMemory }, 'snapshot created')

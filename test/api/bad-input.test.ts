@@ -92,11 +92,9 @@ t.test('heartbeat fields of the wrong type: ignored and named in details.ignored
     ['/api/v1/heartbeat?seq=99999999999999999999', [/^seq: not a whole number/], null],
     ['/api/v1/heartbeat?seq=1&seq=2', [/^seq: given 2 times, the last one used$/], 2],
     [`/api/v1/heartbeat?status=${'x'.repeat(201)}&seq=4`, [/^status: cut to 200 characters \(was 201\)$/], 4],
-    [`/api/v1/heartbeat?vm=${'x'.repeat(65)}`, [/^vm: not a VM name/], null],
     ['/api/v1/heartbeat?foo=bar&seq=3', [/^foo: not a field of this endpoint$/], 3],
     [{ method: 'POST', url: '/api/v1/heartbeat', payload: { seq: 'abc' } }, [/^seq: not a whole number/], null],
     [{ method: 'POST', url: '/api/v1/heartbeat', payload: { seq: -1, status: 12 } }, [/^seq: not a whole number/], null],
-    [{ method: 'POST', url: '/api/v1/heartbeat', payload: { vm: { name: 'test' } } }, [/^vm: not a VM name \(an object\)$/], null],
     [{ method: 'POST', url: '/api/v1/heartbeat', payload: [1, 2] }, [/^body: JSON but not an object/], null],
     [{ method: 'POST', url: '/api/v1/heartbeat', payload: '5', headers: { 'content-type': 'application/json' } }, [/^body: JSON but not an object/], null],
     [{ method: 'POST', url: '/api/v1/heartbeat', payload: 'null', headers: { 'content-type': 'application/json' } }, [/^body: JSON but not an object/], null],
@@ -113,6 +111,59 @@ t.test('heartbeat fields of the wrong type: ignored and named in details.ignored
   t.equal((await call(app, '/api/v1/heartbeat/status')).body.heartbeats_total, cases.length, 'every one counted as a heartbeat')
   t.equal((await call(app, '/api/v1/heartbeat/status')).body.last_seq, 12)
   assertError(t, await call(app, '/api/v1/heartbeat?vm=nope'), 404, 'UNKNOWN_VM', /No VM named "nope"/)
+})
+
+t.test('a vm field that names no VM is refused 404, never credited to the default VM', async (t) => {
+  const { app } = await build(t, { config: { security: { guest_revert_min_interval: 0 } } })
+  const beats = () => app.vms.get('test')!.watchdog.view().heartbeatsTotal
+  const json = { 'content-type': 'application/json' }
+  const unusable: Array<[string, { method: 'GET' | 'POST', url: string, payload?: string, headers?: Record<string, string> }, RegExp]> = [
+    ['a number naming no VM', { method: 'POST', url: '/api/v1/heartbeat', payload: '{"vm":7}', headers: json }, /No VM named "7"/],
+    ['65 characters (query)', { method: 'GET', url: `/api/v1/heartbeat?vm=${'x'.repeat(65)}` }, /vm field \("x{39}…\)/],
+    ['65 characters (body)', { method: 'POST', url: '/api/v1/heartbeat', payload: JSON.stringify({ vm: 'x'.repeat(65) }), headers: json }, /vm field/],
+    ['an object', { method: 'POST', url: '/api/v1/heartbeat', payload: '{"vm":{}}', headers: json }, /vm field \(an object\)/],
+    ['a named object', { method: 'POST', url: '/api/v1/heartbeat', payload: '{"vm":{"name":"test"}}', headers: json }, /vm field \(an object\)/],
+    ['true', { method: 'POST', url: '/api/v1/heartbeat', payload: '{"vm":true}', headers: json }, /vm field \(true\)/],
+    ['a list of objects', { method: 'POST', url: '/api/v1/heartbeat', payload: '{"vm":[{}]}', headers: json }, /vm field \(an object\)/],
+    ['body null does not unset ?vm=nosuch', { method: 'POST', url: '/api/v1/heartbeat?vm=nosuch', payload: '{"vm":null}', headers: json }, /No VM named "nosuch"/],
+    ['body "" does not unset ?vm=nosuch (form)', { method: 'POST', url: '/api/v1/heartbeat?vm=nosuch', payload: 'vm=&seq=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, /No VM named "nosuch"/],
+    ['revert/request', { method: 'POST', url: '/api/v1/revert/request', payload: '{"vm":{}}', headers: json }, /vm field \(an object\)/],
+    ['vm/restart', { method: 'GET', url: `/api/v1/vm/restart?vm=${'y'.repeat(100)}` }, /vm field/],
+    ['vm/restart, body null over ?vm=nosuch', { method: 'POST', url: '/api/v1/vm/restart?vm=nosuch', payload: '{"vm":null,"reason":"idle"}', headers: json }, /No VM named "nosuch"/]
+  ]
+  for (const [what, request, message] of unusable) {
+    assertError(t, await call(app, { ...request, ...GUEST }), 404, 'UNKNOWN_VM', message)
+    t.equal(beats(), 0, `${what}: not credited to the default VM`)
+  }
+  t.same(await events(app, 'revert_request'), [], 'no revert asked of the default VM')
+  const refused = await call(app, { method: 'POST', url: '/api/v1/heartbeat', payload: '{"vm":{}}', headers: json, ...GUEST })
+  t.match(refused.body.error.details, { field: 'vm' }, 'the error names the field')
+
+  // A number is a name ("7" is not watched here, "test" given as text works as ever);
+  // a null or empty body value leaves the query's; on a per-VM path the path decides.
+  const ok = await call(app, { method: 'POST', url: '/api/v1/heartbeat?vm=test&seq=3', payload: '{"vm":null,"seq":null}', headers: json, ...GUEST })
+  t.equal(ok.status, 200, ok.res.body)
+  t.same([ok.body.details.vm, ok.body.details.seq, ok.body.details.ignored], ['test', 3, undefined])
+  const none = await call(app, { method: 'POST', url: '/api/v1/heartbeat', payload: '{"vm":null}', headers: json, ...GUEST })
+  t.equal(none.status, 200, 'vm null with nothing else: the default VM, as no vm at all')
+  const path = await call(app, { method: 'POST', url: '/api/v1/vms/test/heartbeat', payload: '{"vm":{}}', headers: json, ...GUEST })
+  t.equal(path.status, 200, 'the path names the VM: the unusable field is only listed')
+  t.match(path.body.details, { vm: 'test', ignored: [/^vm: not a VM name \(an object\)$/] })
+  t.equal(beats(), 3)
+})
+
+t.test('an unusable vm field spends the unknown VMs\' rate budget, not the default VM\'s', async (t) => {
+  const { app } = await build(t, { config: { security: { rate_limit_guest: 5 } } })
+  const json = { 'content-type': 'application/json' }
+  const beats: number[] = []
+  // A heartbeat is answered by its handler even over the limit (404 here, as for an unknown name).
+  for (let i = 0; i < 7; i++) beats.push((await call(app, { method: 'POST', url: '/api/v1/heartbeat', payload: '{"vm":{}}', headers: json, ...GUEST })).status)
+  t.same(beats, [404, 404, 404, 404, 404, 404, 404])
+  t.equal((await call(app, { url: '/api/v1/heartbeat?seq=1', ...GUEST })).status, 200, 'the guest\'s own heartbeats still have their budget')
+  const requests: number[] = []
+  for (let i = 0; i < 7; i++) requests.push((await call(app, { method: 'POST', url: '/api/v1/revert/request', payload: '{"vm":[1,{}]}', headers: json, ...GUEST })).status)
+  t.same(requests, [404, 404, 404, 404, 404, 429, 429], 'revert requests: refused, then limited')
+  t.equal((await call(app, { url: '/api/v1/revert/request?reason=idle', ...GUEST })).status, 202, 'the guest\'s own revert request still has its budget')
 })
 
 t.test('limit out of range, kind malformed: 400 naming the field', async (t) => {

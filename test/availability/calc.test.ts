@@ -85,6 +85,43 @@ t.test('late and starting take the cause of what ends them', async (t) => {
   t.same(segments([], 0, 10), [])
 })
 
+t.test('late and starting ended by maintenance, closed or unmonitored (no heartbeat came back) are lost to hang', async (t) => {
+  t.same(causes([rec(0, 'healthy'), rec(1, 'late'), rec(2, 'maintenance', 'auto_revert_disabled')]), [null, 'hang', 'maintenance'], 'late, then auto-revert switched off to look')
+  t.same(causes([rec(0, 'healthy'), rec(1, 'late'), rec(2, 'closed', 'closed')]), [null, 'hang', 'closed'])
+  t.same(causes([rec(0, 'healthy'), rec(1, 'late'), rec(2, 'unmonitored', 'service_crashed')]), [null, 'hang', 'unmonitored'])
+  t.same(causes([rec(0, 'starting'), rec(1, 'maintenance', 'technician')]), ['hang', 'maintenance'], 'starting without a heartbeat, then maintenance')
+  t.same(causes([rec(0, 'starting'), rec(1, 'late'), rec(2, 'unmonitored', 'service_stopped')]), ['hang', 'hang', 'unmonitored'], 'a pending run is decided as a whole')
+  t.same(causes([rec(0, 'late'), rec(1, 'healthy'), rec(2, 'maintenance', 'technician')]), [null, null, 'maintenance'], 'heartbeats came back first: healthy')
+  t.same(causes([rec(0, 'healthy'), rec(1, 'late')]), [null, null], 'still undecided at the end of the history')
+
+  // A day, always open: a 20 s late stretch ended by maintenance (technician, 1 h), a 45 s starting
+  // stretch ended by the service stopping again; a 2 s starting stretch ended by a heartbeat.
+  const records = [
+    rec(DAY, 'healthy'),
+    rec(DAY + 8 * H, 'late'),
+    rec(DAY + 8 * H + 20 * S, 'maintenance', 'technician'),
+    rec(DAY + 9 * H, 'healthy'),
+    rec(DAY + 11 * H, 'unmonitored', 'service_stopped'),
+    rec(DAY + 12 * H, 'starting'),
+    rec(DAY + 12 * H + 45 * S, 'unmonitored', 'service_stopped'),
+    rec(DAY + 13 * H, 'starting'),
+    rec(DAY + 13 * H + 2 * S, 'healthy')
+  ]
+  const f = availability(records, null, DAY, DAY + 24 * H)
+  t.same(f.lostMs, { hang: 65 * S, vm_down: 0, guest_request: 0, maintenance: H - 20 * S, closed: 0, unmonitored: 2 * H - 45 * S })
+  t.equal(f.healthyMs, 21 * H)
+  t.equal(f.ratio, 21 / 24)
+  t.same(f.reverts, [])
+
+  // Opening hours 10:00-18:00: late from 17:59, closed at 18:00: the minute is a hang.
+  const closing = [rec(DAY + 10 * H, 'healthy'), rec(DAY + 17 * H + 59 * M, 'late'), rec(DAY + 18 * H, 'closed', 'closed')]
+  const g = availability(closing, [[DAY + 10 * H, DAY + 18 * H]], DAY + 10 * H, DAY + 24 * H)
+  t.equal(g.openMs, 8 * H)
+  t.same(g.lostMs, { hang: M, vm_down: 0, guest_request: 0, maintenance: 0, closed: 0, unmonitored: 0 })
+  t.equal(g.healthyMs, 8 * H - M)
+  t.equal(g.closedMs, 6 * H)
+})
+
 const berlin = 'Europe/Berlin'
 const schedule = scheduleSchema.parse({ hours: { mon: '10:00-18:00', tue: '10:00-18:00', wed: '10:00-18:00', thu: '10:00-18:00', fri: '10:00-18:00', sat: '10:00-18:00', sun: '01:00-04:00, 10:00-18:00' } })
 

@@ -2,7 +2,7 @@
 // (service.ts): bounded files, damaged lines, a restart after a crash, changes recorded once,
 // the downtime counter that never goes down. Fake clock, scratch directories, no Fastify.
 import t from 'tap'
-import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { historyPath, StateHistory } from '../../src/availability/history.ts'
 import { AvailabilityService, type ObservedView } from '../../src/availability/service.ts'
@@ -30,6 +30,44 @@ t.test('appends survive a reload; the files stay within their bound; memory hold
   const again = new StateHistory({ path, log: silentLog, maxBytes: 1000 })
   await again.load()
   t.same(again.records, h.records, 'a reload reads the same records')
+})
+
+t.test('a failed write leaves memory as the files are, across later rotations and a line cut short', async (t) => {
+  const dir = scratchDir(t)
+  const path = historyPath(dir, 'vm1')
+  const errors: string[] = []
+  const h = new StateHistory({ path, log: { ...silentLog, error: (_o, msg) => { errors.push(msg) } }, maxBytes: 1000 })
+  await h.load()
+  const at = (i: number) => T0 + i * 1000
+  const add = (i: number) => h.append({ at: at(i), status: i % 2 === 0 ? 'healthy' : 'late', reason: null, source: null })
+  const reload = async () => {
+    const again = new StateHistory({ path, log: silentLog, maxBytes: 1000 })
+    await again.load()
+    return again.records
+  }
+  for (let i = 0; i < 3; i++) await add(i)
+  // The file cannot be written: a directory stands where it was.
+  renameSync(path, `${path}.saved`)
+  mkdirSync(path)
+  await add(3)
+  t.match(h.lastError, /EISDIR/)
+  t.same(errors, ['cannot write the state history; the change is not recorded'])
+  t.equal(h.last!.at, at(2), 'the record that did not reach the file left memory')
+  // The file is back, with part of a line at its end (what a write cut short leaves).
+  rmdirSync(path)
+  renameSync(`${path}.saved`, path)
+  appendFileSync(path, '{"ts":"2026-11-23T12:00:03.000Z","at":17')
+  await add(4)
+  t.equal(h.lastError, null)
+  t.same(await reload(), h.records, 'the next record is read back: it started on a line of its own')
+  t.same(h.records.map((r) => r.at), [0, 1, 2, 4].map(at))
+  // Rotations afterwards drop exactly the records of the dropped file.
+  for (let i = 5; i < 200; i++) add(i).catch(() => {})
+  await h.flush()
+  t.ok(existsSync(`${path}.1`), 'rotated')
+  t.ok(statSync(path).size <= 1000 && statSync(`${path}.1`).size <= 1000, 'both files within maxBytes')
+  t.same(await reload(), h.records, 'memory holds exactly what the files hold')
+  t.equal(h.records.at(-1)!.at, at(199))
 })
 
 t.test('a damaged line is skipped; time never runs backwards', async (t) => {

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { loadConfig, parseConfig } from '../../src/config/load.ts'
+import { loadConfig, parseConfig, readEvcDotEnv } from '../../src/config/load.ts'
 import { emptyCounters } from '../../src/heartbeat/persisted.ts'
 import { AuditLog, vmStatePath } from '../../src/store/index.ts'
 import { scratchDir } from '../helpers/scratch.ts'
@@ -16,7 +16,7 @@ import { scratch } from './helpers.ts'
 
 const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
 
-t.test('a relative data_dir is relative to the config file; from the environment, to the working directory', async (t) => {
+t.test('a relative data_dir is relative to the config file, from the file, .env or the environment', async (t) => {
   const dir = scratchDir(t)
   writeFileSync(join(dir, 'config.yaml'), 'data_dir: ./data\n')
   t.equal(loadConfig(join(dir, 'config.yaml'), {}).config.data_dir, join(dir, 'data'))
@@ -24,8 +24,31 @@ t.test('a relative data_dir is relative to the config file; from the environment
   t.equal(loadConfig(join(dir, 'other.yaml'), {}).config.data_dir, join(dir, 'data'), 'the default ./data too')
   writeFileSync(join(dir, 'abs.yaml'), 'data_dir: /var/lib/kiosk-vm-watchdog\n')
   t.equal(loadConfig(join(dir, 'abs.yaml'), {}).config.data_dir, '/var/lib/kiosk-vm-watchdog')
-  t.equal(loadConfig(join(dir, 'config.yaml'), { KVW_DATA_DIR: 'state' }).config.data_dir, join(process.cwd(), 'state'), 'KVW_DATA_DIR=state: where it was given')
+  // The service (its unit's working directory) and a hand-run doctor (anywhere) must agree.
+  t.equal(loadConfig(join(dir, 'config.yaml'), { KVW_DATA_DIR: 'state' }).config.data_dir, join(dir, 'state'), 'KVW_DATA_DIR=state: the config file\'s directory, not the working directory')
+  t.equal(loadConfig(join(dir, 'config.yaml'), { VMCTL_DATA_DIR: './evc' }).config.data_dir, join(dir, 'evc'), 'VMCTL_DATA_DIR too')
+  t.equal(loadConfig(join(dir, 'config.yaml'), { KVW_DATA_DIR: '/srv/kvw' }).config.data_dir, '/srv/kvw', 'an absolute one as given')
   t.equal(parseConfig({}, {}).config.data_dir, join(process.cwd(), 'data'), 'no file: the working directory')
+  t.equal(parseConfig({}, { KVW_DATA_DIR: 'state' }).config.data_dir, join(process.cwd(), 'state'), 'no file, from the environment: the working directory')
+  // EVC's .env beside the config file: relative to the .env file's directory.
+  const evc = scratchDir(t, 'kvw-evc-')
+  writeFileSync(join(evc, 'config.yaml'), 'vm_name: test\n')
+  writeFileSync(join(evc, '.env'), 'VMCTL_DATA_DIR=./data-from-dotenv\n')
+  t.equal(loadConfig(join(evc, 'config.yaml'), {}).config.data_dir, join(evc, 'data-from-dotenv'), 'VMCTL_DATA_DIR=./x in .env: beside the .env file')
+  t.equal(parseConfig({}, {}, null, readEvcDotEnv(join(evc, '.env'), null)).config.data_dir, join(evc, 'data-from-dotenv'), 'also when the .env is not in the working directory')
+})
+
+t.test('VMCTL_DATA_DIR=./data in the .env beside the config file: doctor run from elsewhere finds the same directory', async (t) => {
+  const service = scratchDir(t, 'kvw-service-')
+  const elsewhere = scratchDir(t, 'kvw-elsewhere-')
+  writeFileSync(join(service, 'config.yaml'), 'libvirt_uri: test:///default\napi_port: 1\n')
+  writeFileSync(join(service, '.env'), 'VMCTL_DATA_DIR=./evc-data\n')
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(KVW_|VMCTL_)/i.test(k)))
+  const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), cli, 'doctor', '--json'], {
+    cwd: elsewhere, encoding: 'utf8', timeout: 60_000, env: { ...env, KVW_CONFIG: join(service, 'config.yaml') }
+  })
+  const report = JSON.parse(r.stdout) as { checks: Array<{ id: string, level: string, message: string }> }
+  t.match(report.checks.find((c) => c.id === 'data_dir'), { message: new RegExp(`^data_dir ${join(service, 'evc-data').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} `) }, r.stderr)
 })
 
 t.test('doctor run from another directory reports the service\'s saved state and reverts', async (t) => {

@@ -241,6 +241,38 @@ t.test('a missing snapshot: a clear failure, retried with backoff, then success 
   t.equal(w.view().lastRevert!.attempts, 4, 'the fourth attempt, 400 ms after the third, succeeded')
 })
 
+t.test('the state cannot be read right after a successful revert: the revert is finished, not reverted again', async (t) => {
+  const h = await openTestDriver(t)
+  // libvirt drops just after the revert call returned: the next state read fails, once.
+  const revertToSnapshot = h.revertToSnapshot.bind(h)
+  const domainState = h.domainState.bind(h)
+  let revertCalls = 0
+  let failNextRead = false
+  h.revertToSnapshot = async (domain, snapshot) => {
+    await revertToSnapshot(domain, snapshot)
+    revertCalls++
+    failNextRead = true
+  }
+  h.domainState = async (domain) => {
+    if (failNextRead) {
+      failNextRead = false
+      throw new Error('injected: libvirt dropped while reading the state')
+    }
+    return await domainState(domain)
+  }
+  t.teardown(() => { h.revertToSnapshot = revertToSnapshot; h.domainState = domainState })
+  const { w, reverts, logs, audit, run } = await harness(t, { heartbeat_timeout: 0.3, post_revert_grace: 5 }, { hypervisor: h })
+  w.heartbeat({ seq: 1 })
+  await run(1000, (v) => v.state === 'grace')
+  await run(1000) // room for a (wrong) retry
+  t.same(reverts.map((r) => `${r.phase} ${r.attempt}${r.outcome ? ` ${r.outcome}` : ''}`), ['start 1', 'finish 1 succeeded'])
+  t.equal(revertCalls, 1, 'the exhibit was reverted once')
+  t.equal(audit.entries.filter((e) => e.kind === 'revert_failed').length, 0)
+  t.ok(logs.some((l) => l.level === 40 && /state cannot be read/.test(l.msg)), 'a warning says the state was not read')
+  w.heartbeat({ seq: 2 })
+  t.equal(w.view().state, 'healthy')
+})
+
 t.test('runExclusive: one libvirt action at a time; an automatic revert waits for a snapshot create', async (t) => {
   const { h, w, clock, reverts, run } = await harness(t, { heartbeat_timeout: 0.3 })
   let running = 0

@@ -4,7 +4,8 @@
 // clock with the default limits (600 guest requests a minute) and the default heartbeat_timeout:
 // no revert, every genuine heartbeat counted, the flood answered 429 where it is over its limit.
 import t, { type Test } from 'tap'
-import { Writable } from 'node:stream'
+import { connect } from 'node:net'
+import { Readable, Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, InjectOptions } from 'fastify'
 import { pino } from 'pino'
@@ -202,4 +203,81 @@ t.test('HEAD on the heartbeat counts nothing', async (t: Test) => {
   const head = await app.inject({ method: 'HEAD', url: '/api/v1/heartbeat?seq=1' })
   t.equal(head.statusCode, 405)
   t.equal(app.watchdogs.get('test')!.view().heartbeatsTotal, 0)
+})
+
+t.test('a guest body is not read past 1 MiB: answered from what was kept, the connection closed', async (t: Test) => {
+  const { app } = await build(t)
+  // 50 MiB offered lazily, 64 KiB at a time: what the server pulls is what it read.
+  let pulled = 0
+  const total = 50 * 1024 * 1024
+  const chunk = Buffer.alloc(64 * 1024, 'x')
+  const head = Buffer.from('seq=5&status=ok&pad=')
+  const body = new Readable({
+    read () {
+      if (pulled >= total) { this.push(null); return }
+      const next = pulled === 0 ? Buffer.concat([head, chunk.subarray(head.length)]) : chunk
+      pulled += next.length
+      this.push(next)
+    }
+  })
+  const res = await app.inject({ method: 'POST', url: '/api/v1/heartbeat', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: body, remoteAddress: '192.168.122.50' })
+  t.equal(res.statusCode, 200, res.body.slice(0, 300))
+  t.equal(res.headers.connection, 'close', 'Connection: close: the unread rest goes nowhere')
+  t.ok(pulled < 2 * 1024 * 1024, `stopped reading near 1 MiB (pulled ${pulled} of ${total} bytes)`)
+  const answer = res.json()
+  t.equal(answer.details.seq, 5, 'the heartbeat counted, with the fields of what was kept')
+  t.match(answer.details.ignored, [/^body: only the first 65536 bytes read; reading stopped after 1048576 bytes/])
+  t.equal(app.watchdogs.get('test')!.view().lastSeq, 5)
+  body.destroy()
+
+  // A body under the limit is still read to its end (and the connection kept).
+  const under = await app.inject({ method: 'POST', url: '/api/v1/heartbeat?seq=6', payload: 'x'.repeat(1024 * 1024 - 1), headers: { 'content-type': 'text/plain' }, remoteAddress: '192.168.122.50' })
+  t.equal(under.statusCode, 200)
+  t.not(under.headers.connection, 'close')
+  t.match(under.json().details.ignored, [/^body: only the first 65536 bytes read \(983039 more dropped\)$/])
+})
+
+t.test('on a real socket: a 50 MiB heartbeat body is not read, the answer closes the connection', async (t: Test) => {
+  const { app } = await build(t, { config: { security: USER_NET } })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const port = (app.server.address() as { port: number }).port
+  const total = 50 * 1024 * 1024
+  const socket = connect({ host: '127.0.0.1', port })
+  t.teardown(() => { socket.destroy() })
+  let written = 0
+  let answer = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (d: string) => { answer += d })
+  socket.on('error', () => {}) // EPIPE/ECONNRESET once the server has closed: expected
+  const closed = new Promise<void>((resolve) => { socket.once('close', () => { resolve() }) })
+  socket.write(`POST /api/v1/heartbeat?seq=3 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: text/plain\r\nContent-Length: ${total}\r\n\r\n`)
+  const chunk = Buffer.alloc(64 * 1024, 'x')
+  // The client writes as fast as the server takes it: a server that stops reading stops it.
+  while (!socket.destroyed && written < total) {
+    written += chunk.length
+    if (!socket.write(chunk)) await Promise.race([new Promise((resolve) => socket.once('drain', resolve)), closed])
+  }
+  await closed
+  t.equal(app.watchdogs.get('test')!.view().lastSeq, 3, 'the heartbeat counted')
+  t.ok(written < total / 4, `the server stopped taking the body (the client got ${written} of ${total} bytes out, socket buffers included)`)
+  // The answer is on its way before the close; a reset (the unread rest) may in principle beat it.
+  if (answer !== '') t.match(answer, /^HTTP\/1\.1 200 OK\r\n(.*\r\n)*connection: close\r\n/i, 'answered 200 with Connection: close')
+})
+
+t.test('details.ignored is capped: a body of thousands of unknown fields gets a short answer', async (t: Test) => {
+  const { app } = await build(t)
+  const keys = Array.from({ length: 12_000 }, (_, i) => `k${i}=`).join('&')
+  const form = ('seq=9&' + keys).slice(0, 64 * 1024)
+  const fieldCount = form.split('&').filter((p) => p !== '').length - 1 // not seq
+  const res = await app.inject({ method: 'POST', url: '/api/v1/heartbeat', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: form, remoteAddress: '192.168.122.50' })
+  t.equal(res.statusCode, 200)
+  const ignored: string[] = res.json().details.ignored
+  t.equal(ignored.length, 21, 'the first 20, then a count')
+  t.equal(ignored[0], 'k0: not a field of this endpoint')
+  t.equal(ignored[20], `… and ${fieldCount - 20} more not shown`)
+  t.ok(res.body.length < 4096, `a short answer (${res.body.length} bytes for a ${form.length}-byte body)`)
+  t.equal(res.json().details.seq, 9, 'the heartbeat counted')
+  const revert = await app.inject({ method: 'POST', url: '/api/v1/revert/request', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: form, remoteAddress: '192.168.122.50' })
+  const answered = revert.json()
+  t.equal((answered.details ?? answered.error.details).ignored.length, 21, `the same on revert requests (${revert.statusCode})`)
 })

@@ -182,6 +182,40 @@ t.test('replace in place never leaves the VM without a version of the snapshot w
   t.same(await describe(), ['ready:newer'])
 })
 
+t.test('replace: a revision newer than the new literal snapshot is named in the answer and the audit trail, not deleted', async (t) => {
+  // A revision stamped later than the real clock (as after the clock stepped back; or one made
+  // within the same second, libvirt's creationTime having whole seconds).
+  const own = await ownConnection(t)
+  const stale = 'before_update~20991231T235959.000Z'
+  await own.createSnapshot('test', snapshotXml(stale, 'an earlier before_update'))
+  const { app } = await build(t)
+  const r = await call(app, { method: 'POST', url: '/api/v1/snapshot/create?snapshot_name=before_update' })
+  t.equal(r.status, 201, 'the snapshot was made')
+  t.match(r.body.details, { created: 'before_update', warnings: [`"before_update" was created, but ${stale} is newer and is what reverts to "before_update" use; delete it (DELETE /api/v1/snapshot/${stale}?force=true) to make "before_update" the one reverts use`] })
+  t.match(r.body.message, /created \(but: .*is newer and is what reverts/)
+  t.match((await events(app, 'snapshot_create'))[0], { created: 'before_update', warning: new RegExp(`${stale} is newer`) })
+  t.same((await snapshotNames(app.hypervisor)).filter((n) => n.startsWith('before_update')), ['before_update', stale], 'the newer revision is kept')
+
+  // Following the advice makes the new one what reverts use; the next create has no warning.
+  t.equal((await call(app, { method: 'DELETE', url: `/api/v1/snapshot/${stale}?force=true` })).status, 200)
+  const again = await call(app, { method: 'POST', url: '/api/v1/snapshot/create?snapshot_name=before_update' })
+  t.equal(again.status, 201)
+  t.equal(again.body.details.warnings, undefined)
+})
+
+t.test('replace with keep_revisions 0: a newer revision is pruned, so the new literal snapshot is active and no warning is given', async (t) => {
+  const h = await ownConnection(t)
+  const stale = 'ready~20991231T235959.000Z'
+  await h.createSnapshot('test', snapshotXml(stale, 'future'))
+  const warned: string[] = []
+  const service = new SnapshotService({ hypervisor: h, keepRevisions: 0, log: { info: () => {}, warn: (_o: object, msg: string) => { warned.push(msg) } } })
+  const r = await service.create('test', 'ready')
+  t.match(r, { snapshot: 'ready', mode: 'replace', pruned: [stale] })
+  t.equal(r.warning, undefined)
+  t.same(warned, [], 'nothing logged as not active')
+  t.equal(await service.resolveRevertTarget('test', 'ready'), 'ready')
+})
+
 t.test('revision pruning deletes only revisions this service made, never a plain name', async (t) => {
   const h = await ownConnection(t)
   await h.createSnapshot('test', snapshotXml('ready', 'plain'))
@@ -225,13 +259,16 @@ t.test('disk-only ready: refused unless allow_stopped; a revert to it starts the
   t.equal((await app.hypervisor.domainState('test')).state, 'running', 'the revert started the VM')
 
   // Heartbeats (as from loopback) for 10 s with a state poll every 50 ms: no further revert, and
-  // whenever status says healthy, libvirt says running.
+  // whenever status says healthy, libvirt says running (and healthy is seen: the VM did come up).
+  let healthySamples = 0
   for (let i = 0; i < 10; i++) {
     t.equal((await call(app, '/api/v1/heartbeat')).status, 200)
     await run(1000)
     const s = (await call(app, '/api/v1/status')).body
-    if (s.watchdog.state === 'healthy') t.equal(s.vm_state, 'running', 'healthy only while running')
+    t.ok(s.watchdog.state !== 'healthy' || s.vm_state === 'running', `second ${i + 1}: healthy only while running (${s.watchdog.state}, VM ${s.vm_state})`)
+    if (s.watchdog.state === 'healthy') healthySamples++
   }
+  t.ok(healthySamples > 0, `healthy was seen (${healthySamples} of 10 samples)`)
   t.equal((await events(app, 'revert_started')).length, 1, 'one revert, no vm_not_running loop')
   t.equal((await call(app, '/api/v1/status')).body.watchdog.state, 'healthy')
 
