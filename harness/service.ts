@@ -267,15 +267,16 @@ export function watchBeats (service: () => ServiceProcess, intervalMs = 100, vm?
   const what = vm === undefined ? 'a heartbeat seen by the service' : `a heartbeat of ${vm} seen by the service`
   const beats: SeenBeat[] = []
   let lastTotal = -1
-  let lastPid = -1
   let timer: NodeJS.Timeout | null = null
   let stopped = false
   const poll = async () => {
     const s = service()
     try {
       const hb = await s.get(path)
-      // A restarted service counts from 0 again.
-      if (s.pid !== lastPid) { lastPid = s.pid; lastTotal = 0 }
+      // A restarted service counts from 0 again. Told by the count going down, not by the process
+      // object: until the rig holds the new one, a poll through the old object already reaches
+      // the new process on the same port (keyed by pid, that beat was recorded twice).
+      if (hb.heartbeats_total < lastTotal) lastTotal = 0
       if (hb.heartbeats_total !== lastTotal) {
         lastTotal = hb.heartbeats_total
         if (hb.heartbeats_total > 0) beats.push({ seq: hb.last_seq, total: hb.heartbeats_total, at: Date.now() })
