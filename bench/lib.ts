@@ -42,7 +42,7 @@ export function benchArgs (defaultRuns: number, extra: Record<string, { type: 's
   const runs = values.runs === undefined ? defaultRuns : Number(values.runs)
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a whole number >= 1, got ${String(values.runs)}`)
   const dist = values.dist === true
-  if (dist && !existsSync(join(REPO_ROOT, 'dist', 'heartbeat', 'watchdog.js'))) throw new Error('--dist: dist/ is missing or stale; run `npm run build` first')
+  if (dist && !existsSync(join(REPO_ROOT, 'dist', 'cli.js'))) throw new Error('--dist: dist/ is missing; run `npm run build` first')
   return { runs, dist, values: values as Record<string, string | boolean | undefined> }
 }
 

@@ -7,7 +7,7 @@
 // stopped ones (the audit trail's `lateByMs`), reverts of VMs that never stopped (must be 0),
 // p99 latency of GET /api/v1/status and /api/v1/vms, and CPU per heartbeat. No guest, no
 // libvirtd: the test driver runs inside the service. Prints numbers, no pass/fail.
-//   npm run bench:scale -- [--n 1,10,50,200] [--seconds 40] [--timeout 5] [--seed 1] [--check-interval 5] [--stop-percent 1] [--dist] [--profile DIR]
+//   npm run bench:scale -- [--n 1,10,50,200] [--seconds 40] [--timeout 5] [--seed 1] [--check-interval 5] [--stop-percent 1] [--schedule] [--dist] [--profile DIR]
 // The first half of each window is heartbeats only (CPU per heartbeat); the second half also
 // polls /status and /vms (each 5 times a second, one at a time) for their latency.
 import { readFileSync } from 'node:fs'
@@ -20,7 +20,7 @@ import { mulberry32 } from '../harness/prng.ts'
 import { freePort, removeServiceConfig, startService, writeServiceConfig, type ServiceProcess } from '../harness/service.ts'
 import { benchArgs, loadNote, reportFailure, serviceEntry } from './lib.ts'
 
-const args = benchArgs(1, { n: { type: 'string' }, seconds: { type: 'string' }, timeout: { type: 'string' }, seed: { type: 'string' }, profile: { type: 'string' }, 'check-interval': { type: 'string' }, 'stop-percent': { type: 'string' } })
+const args = benchArgs(1, { n: { type: 'string' }, seconds: { type: 'string' }, timeout: { type: 'string' }, seed: { type: 'string' }, profile: { type: 'string' }, 'check-interval': { type: 'string' }, 'stop-percent': { type: 'string' }, schedule: { type: 'boolean' } })
 // The share of VMs that stop beating (at least one): 1 % as the issue asks; more for a firmer p99 of the lag.
 const stopPercent = Number(args.values['stop-percent'] ?? 1)
 if (!(stopPercent > 0 && stopPercent <= 50)) throw new Error(`--stop-percent must be above 0 and at most 50, got ${String(args.values['stop-percent'])}`)
@@ -126,7 +126,10 @@ async function runOne (n: number): Promise<Row> {
       // A stopped VM stays silent after its revert: one revert each within the window.
       post_revert_grace: 3600,
       heartbeat_check_interval: checkIntervalS,
-      vms: Array.from({ length: n - 1 }, (_, i) => ({ name: vmName(i + 1) }))
+      vms: Array.from({ length: n - 1 }, (_, i) => ({ name: vmName(i + 1) })),
+      // --schedule: opening hours for every VM (open all day, so nothing closes during the run): the
+      // availability figures of /vms and /metrics then work out opening hours in the time zone.
+      ...(args.values.schedule === true ? { timezone: 'Europe/Berlin', schedule: { hours: Object.fromEntries(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((d) => [d, '00:00-12:00, 12:00-24:00'])) } } : {})
     }
   })
   const rand = mulberry32(seed * 1000 + n)
@@ -213,6 +216,7 @@ async function runOne (n: number): Promise<Row> {
     for (const [vm, e] of firstRevert) if (stoppedNames.has(vm) && typeof e.lateByMs === 'number') lag.push(e.lateByMs)
     const wrong = reverts.filter((e) => !stoppedNames.has(e.vm)).length
     if (pollErrors > 0) console.log(`  (N=${n}: ${pollErrors} view requests failed)`)
+    console.log(`  (N=${n}: ${statusMs.length} /status and ${vmsMs.length} /vms requests answered while polling)`)
     const beatsWindow = beats1 - beats0
     const cpuBeatsS = (cpu1 - cpu0) / CLK_TCK
     return {
@@ -244,7 +248,7 @@ async function runOne (n: number): Promise<Row> {
   }
 }
 
-console.log(`scale: service (${args.dist ? 'node dist/cli.js' : 'src/ via tsx'}) on the test driver, N = ${sizes.join(', ')}, ${seconds} s each, heartbeat_timeout ${timeoutS} s, 1 beat/s per VM, heartbeat_check_interval ${checkIntervalS} s, ${stopPercent} % of the VMs stop (at least one), seed ${seed}`)
+console.log(`scale: service (${args.dist ? 'node dist/cli.js' : 'src/ via tsx'}) on the test driver, N = ${sizes.join(', ')}, ${seconds} s each, heartbeat_timeout ${timeoutS} s, 1 beat/s per VM, heartbeat_check_interval ${checkIntervalS} s, ${stopPercent} % of the VMs stop (at least one), seed ${seed}${args.values.schedule === true ? ', opening hours (all day) for every VM' : ''}`)
 console.log(`before: ${loadNote()}`)
 const rows: Row[] = []
 let failed = false

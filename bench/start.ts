@@ -3,17 +3,22 @@
 // test:///default driver (no libvirtd, no guest), so the figure is the service's own: module
 // loading, config, app build, listen. Also when the first log line ("starting": all modules of
 // cli.ts loaded) appeared. Prints numbers, no pass/fail.
-//   npm run bench:start -- [--runs 7] [--idle 10] [--dist] [--node-flags '--max-semi-space-size=1']
+//   npm run bench:start -- [--runs 7] [--idle 10] [--dist] [--node-flags '--max-semi-space-size=1'] [--service-root DIR]
 // Each run is a fresh process with a fresh data directory; the first run warms the page cache and
 // is not counted.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort, REPO_ROOT, removeServiceConfig, writeServiceConfig } from '../harness/service.ts'
 import { benchArgs, describe, loadNote, serviceEntry, stats } from './lib.ts'
 
-const args = benchArgs(7, { idle: { type: 'string' }, 'node-flags': { type: 'string' } })
+const args = benchArgs(7, { idle: { type: 'string' }, 'node-flags': { type: 'string' }, 'service-root': { type: 'string' } })
+// --service-root DIR: start the service of another tree (e.g. an older build, with its package.json
+// and public/ beside dist/) for a before/after figure, as bench/reconnect.ts does.
+const serviceRoot = typeof args.values['service-root'] === 'string' ? args.values['service-root'] : null
+const entry = serviceRoot === null ? serviceEntry(args.dist) : args.dist ? [join(serviceRoot, 'dist', 'cli.js')] : ['--import', 'tsx', join(serviceRoot, 'src', 'cli.ts')]
 // --node-flags '--max-semi-space-size=1 ...': V8/node options for the service process (to weigh them).
 const nodeFlags = typeof args.values['node-flags'] === 'string' ? args.values['node-flags'].split(/\s+/).filter((f) => f !== '') : []
 const idleS = Number(args.values.idle ?? 10)
@@ -38,7 +43,7 @@ function pssKiB (pid: number): number {
   } catch { return NaN }
 }
 
-console.log(`start: service (${args.dist ? 'node dist/cli.js' : 'src/ via tsx'}${nodeFlags.length > 0 ? ` with ${nodeFlags.join(' ')}` : ''}) on test:///default, ${args.runs} starts (+1 warm-up), idle memory after ${idleS} s`)
+console.log(`start: service (${serviceRoot === null ? '' : `${serviceRoot}: `}${args.dist ? 'node dist/cli.js' : 'src/ via tsx'}${nodeFlags.length > 0 ? ` with ${nodeFlags.join(' ')}` : ''}) on test:///default, ${args.runs} starts (+1 warm-up), idle memory after ${idleS} s`)
 console.log(`before: ${loadNote()}`)
 const toApi: number[] = []
 const toFirstLog: number[] = []
@@ -54,7 +59,7 @@ for (let run = 0; run <= args.runs; run++) {
   // CPU time read the moment it answered.
   const spawned = performance.now()
   const spawnedAtMs = Date.now()
-  const child = spawn(process.execPath, [...nodeFlags, ...serviceEntry(args.dist), 'serve', '--config', config.file], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeFlags, ...entry, 'serve', '--config', config.file], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout.setEncoding('utf8').on('data', (c: string) => { out += c })
   child.stderr.setEncoding('utf8').on('data', (c: string) => { out += c })

@@ -87,15 +87,15 @@ trap 'exit 130' INT TERM
 stage=$work/app
 mkdir -p "$stage/share"
 cp -R "$dist" "$stage/dist"
-# Source maps point at src/, which is not installed; dist/{src,test,bench,scripts} are what a
-# `tsc -p .` (the type-check config) leaves behind, not part of the build.
-find "$stage/dist" -name '*.map' -type f -exec rm -f {} +
+# dist/ is the bundle (scripts/build.mjs). Its source maps stay: the code is minified, and with
+# NODE_OPTIONS=--enable-source-maps a stack trace names src/ lines (src/ itself is not needed).
+# dist/{src,test,bench,scripts} are what a `tsc -p .` (the type-check config) leaves behind.
 rm -rf "$stage/dist/src" "$stage/dist/test" "$stage/dist/bench" "$stage/dist/scripts"
 cp "$repo/package.json" "$repo/package-lock.json" "$stage/"
 [ -f "$repo/README.md" ] && cp "$repo/README.md" "$stage/"
 cp "$repo/config.yaml" "$stage/config.yaml.example"
 [ -d "$repo/guest-scripts" ] && cp -R "$repo/guest-scripts" "$stage/guest-scripts"
-# The dashboard's static files: dist/plugins/dashboard.js serves ../../public/ (beside dist/).
+# The dashboard's static files: the service serves public/ beside package.json (src/version.ts).
 [ -d "$repo/public" ] && cp -R "$repo/public" "$stage/public"
 cp "$repo/systemd/openbox-autostart" "$repo/systemd/kiosk-viewer.service" "$repo/systemd/kiosk-session.target" "$stage/share/"
 [ -f "$repo/systemd/README.md" ] && cp "$repo/systemd/README.md" "$stage/share/README.systemd.md"

@@ -1,14 +1,14 @@
 // The technicians' dashboard: static files from public/ at /ui/ (as exhibition-vm-controller
 // had it), no framework, no CDN, a strict Content-Security-Policy. GET / sends a browser to
 // /ui/ and answers other clients with a short JSON pointer (EVC's `web_ui` field).
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import fastifyStatic from '@fastify/static'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { VERSION } from '../version.ts'
+import { APP_ROOT, VERSION } from '../version.ts'
 
-/** public/ at the repository root: two levels up from src/plugins/ and from dist/plugins/. */
-export const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url))
+/** public/ beside package.json (the checkout or the installed tree). */
+export const PUBLIC_DIR = join(APP_ROOT, 'public')
 
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 

@@ -49,7 +49,20 @@ function errorBody (appError: AppError): ErrorBody {
 export function frameworkErrors (err: Error, request: FastifyRequest, reply: FastifyReply): void {
   const appError = toAppError(err)
   request.log.info({ code: appError.code, reason: appError.message }, 'request refused')
+  closeIfBodyUnread(request, reply)
   reply.code(appError.statusCode).send(errorBody(appError))
+}
+
+/**
+ * Refused before its body was read (access checks run on onRequest, the router and the not-found
+ * handler never read one): close the connection rather than let Node read and discard an upload
+ * of any size to keep it alive (Fastify does the same for 413 and body-parse errors). A client
+ * that writes its whole body before reading may then see a reset instead of the answer.
+ */
+function closeIfBodyUnread (request: FastifyRequest, reply: FastifyReply): void {
+  const length = request.headers['content-length']
+  const declaresBody = request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
+  if (declaresBody && !request.raw.complete) reply.header('connection', 'close')
 }
 
 export default fp(async function errorsPlugin (app) {
@@ -64,9 +77,11 @@ export default fp(async function errorsPlugin (app) {
     } else {
       request.log.info({ code: appError.code, reason: appError.message }, 'request refused')
     }
+    closeIfBodyUnread(request, reply)
     return reply.code(status).send(errorBody(appError))
   })
   app.setNotFoundHandler((request, reply) => {
+    closeIfBodyUnread(request, reply)
     return reply.code(404).send(errorBodyOf('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`))
   })
 }, { name: 'errors', fastify: '5.x' })

@@ -237,11 +237,14 @@ t.test('a guest body is not read past 1 MiB: answered from what was kept, the co
   t.match(under.json().details.ignored, [/^body: only the first 65536 bytes read \(983039 more dropped\)$/])
 })
 
-t.test('on a real socket: a 50 MiB heartbeat body is not read, the answer closes the connection', async (t: Test) => {
-  const { app } = await build(t, { config: { security: USER_NET } })
+/**
+ * Sends HEAD (a request line and headers declaring TOTAL bytes of body) on a real socket, then the
+ * body as fast as the server takes it, until the server closes: what the server pulled is
+ * `written` (socket buffers included), `answer` what it said before closing.
+ */
+async function offerBody (t: Test, app: FastifyInstance, head: (port: number) => string, total: number): Promise<{ written: number, answer: string }> {
   await app.listen({ host: '127.0.0.1', port: 0 })
   const port = (app.server.address() as { port: number }).port
-  const total = 50 * 1024 * 1024
   const socket = connect({ host: '127.0.0.1', port })
   t.teardown(() => { socket.destroy() })
   let written = 0
@@ -250,7 +253,7 @@ t.test('on a real socket: a 50 MiB heartbeat body is not read, the answer closes
   socket.on('data', (d: string) => { answer += d })
   socket.on('error', () => {}) // EPIPE/ECONNRESET once the server has closed: expected
   const closed = new Promise<void>((resolve) => { socket.once('close', () => { resolve() }) })
-  socket.write(`POST /api/v1/heartbeat?seq=3 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: text/plain\r\nContent-Length: ${total}\r\n\r\n`)
+  socket.write(head(port))
   const chunk = Buffer.alloc(64 * 1024, 'x')
   // The client writes as fast as the server takes it: a server that stops reading stops it.
   while (!socket.destroyed && written < total) {
@@ -258,6 +261,13 @@ t.test('on a real socket: a 50 MiB heartbeat body is not read, the answer closes
     if (!socket.write(chunk)) await Promise.race([new Promise((resolve) => socket.once('drain', resolve)), closed])
   }
   await closed
+  return { written, answer }
+}
+
+t.test('on a real socket: a 50 MiB heartbeat body is not read, the answer closes the connection', async (t: Test) => {
+  const { app } = await build(t, { config: { security: USER_NET } })
+  const total = 50 * 1024 * 1024
+  const { written, answer } = await offerBody(t, app, (port) => `POST /api/v1/heartbeat?seq=3 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: text/plain\r\nContent-Length: ${total}\r\n\r\n`, total)
   t.equal(app.watchdogs.get('test')!.view().lastSeq, 3, 'the heartbeat counted')
   t.ok(written < total / 4, `the server stopped taking the body (the client got ${written} of ${total} bytes out, socket buffers included)`)
   // The answer is on its way before the close; a reset (the unread rest) may in principle beat it.
@@ -280,4 +290,29 @@ t.test('details.ignored is capped: a body of thousands of unknown fields gets a 
   const revert = await app.inject({ method: 'POST', url: '/api/v1/revert/request', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: form, remoteAddress: '192.168.122.50' })
   const answered = revert.json()
   t.equal((answered.details ?? answered.error.details).ignored.length, 21, `the same on revert requests (${revert.statusCode})`)
+})
+
+t.test('on a real socket: a request refused before its body is read closes the connection instead of reading 50 MiB', async (t: Test) => {
+  const { app } = await build(t, { config: { security: USER_NET } })
+  const total = 50 * 1024 * 1024
+  // Refused on onRequest (DNS rebinding: a name that is not the service's), before any body parser.
+  const { written, answer } = await offerBody(t, app, (port) => `POST /api/v1/vm/stop HTTP/1.1\r\nHost: attacker.example:${port}\r\nContent-Type: text/plain\r\nContent-Length: ${total}\r\n\r\n`, total)
+  t.ok(written < total / 4, `the server did not take the body (the client got ${written} of ${total} bytes out, socket buffers included)`)
+  if (answer !== '') t.match(answer, /^HTTP\/1\.1 403 Forbidden\r\n(.*\r\n)*connection: close\r\n/i, 'answered 403 with Connection: close')
+  t.equal((await app.hypervisor.domainState('test')).state, 'running', 'the VM was not stopped')
+})
+
+t.test('a refused request without a body keeps its connection (a flood of refused GETs does not churn sockets)', async (t: Test) => {
+  const { app } = await build(t)
+  const res = await app.inject({ url: '/api/v1/status', headers: { host: 'attacker.example' }, remoteAddress: '127.0.0.1' })
+  t.equal(res.statusCode, 403)
+  t.not(res.headers.connection, 'close')
+})
+
+t.test('on a real socket: a request the router refuses (a bad %-escape) does not have its 50 MiB body read either', async (t: Test) => {
+  const { app } = await build(t)
+  const total = 50 * 1024 * 1024
+  const { written, answer } = await offerBody(t, app, (port) => `POST /api/v1/vm/%zz HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: text/plain\r\nContent-Length: ${total}\r\n\r\n`, total)
+  t.ok(written < total / 4, `the server did not take the body (the client got ${written} of ${total} bytes out, socket buffers included)`)
+  if (answer !== '') t.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n(.*\r\n)*connection: close\r\n/i, 'answered 400 with Connection: close')
 })
