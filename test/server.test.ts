@@ -22,7 +22,20 @@ function startService (t: Test, port: number, env: NodeJS.ProcessEnv = {}) {
   let out = ''
   child.stdout.on('data', (d: Buffer) => { out += d.toString() })
   child.stderr.on('data', (d: Buffer) => { out += d.toString() })
-  return { child, output: () => out }
+  /** Waits until the output matches `what` (or the child ends, or HANG_MS passes), then asserts it. */
+  const waitForOutput = async (what: RegExp): Promise<void> => {
+    for (const until = Date.now() + HANG_MS; !what.test(out) && Date.now() < until && child.exitCode === null && child.signalCode === null;) await new Promise((resolve) => setTimeout(resolve, 20))
+    t.match(out, what)
+  }
+  return { child, output: () => out, waitForOutput }
+}
+
+/** startService on a free port with a config file of the test's own (KVW_CONFIG), for the test to rewrite before a SIGHUP. */
+async function startOnConfigFile (t: Test, yaml: string) {
+  const configFile = join(scratchDir(t), 'config.yaml')
+  writeFileSync(configFile, yaml)
+  const port = await freePort()
+  return { configFile, port, ...startService(t, port, { KVW_CONFIG: configFile }) }
 }
 
 /** Only a hang detector: a start or stop that takes this long is stuck, not slow. */
@@ -90,9 +103,8 @@ t.test('a lock left by a process that died (kill -9) does not block the next sta
   const dead = spawn(process.execPath, ['-e', '0'])
   await once(dead, 'exit')
   writeFileSync(join(dataDir, 'kiosk-vm-watchdog.lock'), `${dead.pid} 12345\n`)
-  const { child, output } = startService(t, await freePort(), { KVW_DATA_DIR: dataDir })
-  for (const until = Date.now() + HANG_MS; !/Server listening/.test(output()) && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50))
-  t.match(output(), /Server listening/)
+  const { child, waitForOutput } = startService(t, await freePort(), { KVW_DATA_DIR: dataDir })
+  await waitForOutput(/Server listening/)
   t.match(readFileSync(join(dataDir, 'kiosk-vm-watchdog.lock'), 'utf8'), new RegExp(`^${child.pid} `), 'the lock is now the new process\'s')
   child.kill('SIGTERM')
   t.same(await exitOrKill(child, HANG_MS), [0, null])
@@ -100,9 +112,8 @@ t.test('a lock left by a process that died (kill -9) does not block the next sta
 
 t.test('SIGTERM: exit 0 promptly (the VM is left as it is)', async (t) => {
   const port = await freePort()
-  const { child, output } = startService(t, port)
-  for (const until = Date.now() + HANG_MS; !/Server listening/.test(output()) && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50))
-  t.match(output(), /Server listening/)
+  const { child, output, waitForOutput } = startService(t, port)
+  await waitForOutput(/Server listening/)
   const res = await fetch(`http://127.0.0.1:${port}/api/v1/status`)
   t.equal(res.status, 200)
   const stopAt = Date.now()
@@ -137,15 +148,7 @@ t.test('under a real notify socket: READY=1 once listening with libvirt connecte
 })
 
 t.test('a SIGHUP while the service is still starting does not end it: the reload runs once it listens', async (t) => {
-  const dir = scratchDir(t)
-  const configFile = join(dir, 'config.yaml')
-  writeFileSync(configFile, 'log_level: info\nmaintenance_minutes: 30\n')
-  const port = await freePort()
-  const { child, output } = startService(t, port, { KVW_CONFIG: configFile })
-  const waitForOutput = async (what: RegExp): Promise<void> => {
-    for (const until = Date.now() + HANG_MS; !what.test(output()) && Date.now() < until && child.exitCode === null && child.signalCode === null;) await new Promise((resolve) => setTimeout(resolve, 20))
-    t.match(output(), what)
-  }
+  const { configFile, child, output, waitForOutput } = await startOnConfigFile(t, 'log_level: info\nmaintenance_minutes: 30\n')
   await waitForOutput(/"msg":"starting"/)
   writeFileSync(configFile, 'log_level: info\nmaintenance_minutes: 45\n')
   child.kill('SIGHUP')
@@ -157,15 +160,7 @@ t.test('a SIGHUP while the service is still starting does not end it: the reload
 })
 
 t.test('SIGHUP reloads the config (in place what can, the rest named); SIGUSR1 does nothing; one msg per line', async (t) => {
-  const dir = scratchDir(t)
-  const configFile = join(dir, 'config.yaml')
-  writeFileSync(configFile, 'log_level: info\nmaintenance_minutes: 30\n')
-  const port = await freePort()
-  const { child, output } = startService(t, port, { KVW_CONFIG: configFile })
-  const waitForOutput = async (what: RegExp): Promise<void> => {
-    for (const until = Date.now() + HANG_MS; !what.test(output()) && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50))
-    t.match(output(), what)
-  }
+  const { configFile, port, child, output, waitForOutput } = await startOnConfigFile(t, 'log_level: info\nmaintenance_minutes: 30\n')
   await waitForOutput(/Server listening/)
 
   writeFileSync(configFile, 'log_level: debug\nmaintenance_minutes: 45\nheartbeat_timeout: 20\n')

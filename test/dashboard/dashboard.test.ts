@@ -2,7 +2,7 @@
 // against the real app on 127.0.0.1: live heartbeat age over SSE, a revert from its button, the
 // admin-token prompt, and the login with read_requires_token (session cookie). Leaves screenshots
 // in test/artifacts/dashboard*.png.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { mkdirSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -27,6 +27,17 @@ async function launch (): Promise<Browser> {
   })
 }
 
+/** A page in a new browser (closed at teardown), collecting console errors and page errors. */
+async function openPage (t: Test): Promise<{ page: Page, problems: string[] }> {
+  const browser = await launch()
+  t.teardown(() => browser.close())
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
+  const problems: string[] = []
+  page.on('console', (msg) => { if (msg.type() === 'error') problems.push(msg.text()) })
+  page.on('pageerror', (err) => problems.push(err.message))
+  return { page, problems }
+}
+
 async function serve (app: FastifyInstance): Promise<string> {
   await app.listen({ host: '127.0.0.1', port: 0 })
   return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
@@ -42,12 +53,7 @@ async function shownAge (page: Page): Promise<number | null> {
 t.test('live state, heartbeat age and a revert from the button', { skip }, async (t) => {
   const { app } = await build(t, { time: 'real', config: { startup_grace: 3600 } })
   const url = await serve(app)
-  const browser = await launch()
-  t.teardown(() => browser.close())
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
-  const problems: string[] = []
-  page.on('console', (msg) => { if (msg.type() === 'error') problems.push(msg.text()) })
-  page.on('pageerror', (err) => problems.push(err.message))
+  const { page, problems } = await openPage(t)
   page.on('dialog', (dialog) => { dialog.accept().catch(() => undefined) }) // the revert's confirm()
 
   const response = await page.goto(`${url}/`)
@@ -209,12 +215,7 @@ t.test('availability: the 24-hour strip draws, its figure is the API\'s, the scr
   w.heartbeat({ seq: 3 })
   t.equal(w.view().state, 'healthy')
 
-  const browser = await launch()
-  t.teardown(() => browser.close())
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
-  const problems: string[] = []
-  page.on('console', (msg) => { if (msg.type() === 'error') problems.push(msg.text()) })
-  page.on('pageerror', (err) => problems.push(err.message))
+  const { page, problems } = await openPage(t)
   await page.goto(`${url}/ui/`)
   const strip = page.locator('[data-vm="test"] [data-field="strip"]')
   await strip.locator('.seg[data-kind="maintenance"]').first().waitFor({ state: 'attached', timeout: 10_000 })

@@ -104,6 +104,16 @@ async function openPage (t: Test, browser: Browser, url: string): Promise<{ page
   return { page, problems }
 }
 
+/** The app with EVC's page on 127.0.0.1, an API client, and the page open in a new browser. */
+async function startWithPage (t: Test, config: Record<string, unknown> = CONFIG) {
+  const { app } = await build(t, { time: 'real', config, beforeReady: serveEvcPage })
+  const url = await listen(app)
+  const api = apiClient(t, url)
+  const browser = await launch()
+  t.teardown(() => browser.close())
+  return { app, url, api, ...await openPage(t, browser, url) }
+}
+
 const text = async (page: Page, id: string): Promise<string> => (await page.locator(`#${id}`).textContent()) ?? ''
 const cls = async (page: Page, id: string): Promise<string> => (await page.locator(`#${id}`).getAttribute('class')) ?? ''
 
@@ -152,12 +162,7 @@ async function screenshot (page: Page, name: string): Promise<void> {
 const names = (list: unknown[]): string[] => list.map((s) => typeof s === 'string' ? s : String((s as { name?: unknown }).name))
 
 t.test('every panel of EVC\'s page shows the service\'s live data', { skip }, async (t) => {
-  const { app } = await build(t, { time: 'real', config: CONFIG, beforeReady: serveEvcPage })
-  const url = await listen(app)
-  const api = apiClient(t, url)
-  const browser = await launch()
-  t.teardown(() => browser.close())
-  const { page, problems } = await openPage(t, browser, url)
+  const { url, api, page, problems } = await startWithPage(t)
 
   const status = await api.get('/api/v1/status')
   t.equal(await text(page, 'vmName'), 'test', 'System Status: VM Name')
@@ -198,12 +203,7 @@ t.test('every panel of EVC\'s page shows the service\'s live data', { skip }, as
 })
 
 t.test('every button has the effect it had under EVC, checked through the API', { skip }, async (t) => {
-  const { app } = await build(t, { time: 'real', config: CONFIG, beforeReady: serveEvcPage })
-  const url = await listen(app)
-  const api = apiClient(t, url)
-  const browser = await launch()
-  t.teardown(() => browser.close())
-  const { page, problems } = await openPage(t, browser, url)
+  const { app, api, page, problems } = await startWithPage(t)
   const reverts = async (): Promise<number> => (await api.get('/api/v1/status')).watchdog.counters.reverts as number
   const revertDone = (n: number) => (s: any) => s.watchdog.counters.reverts >= n && !s.watchdog.revert_in_flight && s.vm_is_running === true
 
@@ -298,12 +298,7 @@ t.test('every button has the effect it had under EVC, checked through the API', 
 })
 
 t.test('a refused action shows the service\'s message (admin token configured)', { skip }, async (t) => {
-  const { app } = await build(t, { time: 'real', config: { ...CONFIG, security: { admin_token: TOKEN } }, beforeReady: serveEvcPage })
-  const url = await listen(app)
-  const api = apiClient(t, url)
-  const browser = await launch()
-  t.teardown(() => browser.close())
-  const { page, problems } = await openPage(t, browser, url)
+  const { api, page, problems } = await startWithPage(t, { ...CONFIG, security: { admin_token: TOKEN } })
 
   // EVC's page sends no token: the service refuses Stop, and the page must say why.
   const r = await click(page, '⏹ Stop VM', '/api/v1/vm/stop')

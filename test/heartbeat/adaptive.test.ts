@@ -8,25 +8,12 @@ import {
 } from '../../src/heartbeat/machine.ts'
 import { parsePersistedState } from '../../src/heartbeat/persisted.ts'
 import { mulberry32 } from '../../harness/prng.ts'
+import { machineSettings } from '../helpers/machine-settings.ts'
 
 const T0 = 1_700_000_000_000
 const S = 1000
 
-const FIXED: MachineSettings = {
-  heartbeat_timeout: 15,
-  heartbeat_detector: 'fixed',
-  phi_threshold: 8,
-  adaptive_min_timeout: 3,
-  adaptive_learning: 60,
-  startup_grace: 60,
-  post_revert_grace: 60,
-  auto_revert_enabled: true,
-  max_reverts: 1000,
-  revert_window: 3600,
-  revert_retry_initial: 5,
-  revert_retry_max: 60,
-  guest_revert_min_interval: 60
-}
+const FIXED = machineSettings({ adaptive_learning: 60, max_reverts: 1000, revert_retry_max: 60 })
 const ADAPTIVE: MachineSettings = { ...FIXED, heartbeat_detector: 'adaptive' }
 
 type RevertAction = Extract<Action, { type: 'revert' }>

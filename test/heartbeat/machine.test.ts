@@ -7,25 +7,10 @@ import {
 } from '../../src/heartbeat/machine.ts'
 import { parsePersistedState, type PersistedWatchdogState } from '../../src/heartbeat/persisted.ts'
 import { mulberry32 } from '../../harness/prng.ts'
+import { SHORT_TIMING_SETTINGS as SETTINGS } from '../helpers/machine-settings.ts'
 
 const T0 = 1_700_000_000_000
 const S = 1000
-
-const SETTINGS: MachineSettings = {
-  heartbeat_timeout: 10,
-  heartbeat_detector: 'fixed',
-  phi_threshold: 8,
-  adaptive_min_timeout: 3,
-  adaptive_learning: 60,
-  startup_grace: 30,
-  post_revert_grace: 20,
-  auto_revert_enabled: true,
-  max_reverts: 3,
-  revert_window: 3600,
-  revert_retry_initial: 5,
-  revert_retry_max: 60,
-  guest_revert_min_interval: 60
-}
 
 type RevertAction = Extract<Action, { type: 'revert' }>
 

@@ -2,24 +2,10 @@
 // running (a tool on loopback) never makes the watchdog healthy, and a failed revert that left the
 // VM off is not cancelled by such heartbeats. Fake clock: plain numbers.
 import t from 'tap'
-import { initialState, publicState, step, type MachineEvent, type MachineSettings, type WatchdogState } from '../../src/heartbeat/machine.ts'
+import { initialState, publicState, step, type MachineEvent, type WatchdogState } from '../../src/heartbeat/machine.ts'
+import { SHORT_TIMING_SETTINGS as SETTINGS } from '../helpers/machine-settings.ts'
 
 const T0 = 1_700_000_000_000
-const SETTINGS: MachineSettings = {
-  heartbeat_timeout: 10,
-  heartbeat_detector: 'fixed',
-  phi_threshold: 8,
-  adaptive_min_timeout: 3,
-  adaptive_learning: 60,
-  startup_grace: 30,
-  post_revert_grace: 20,
-  auto_revert_enabled: true,
-  max_reverts: 3,
-  revert_window: 3600,
-  revert_retry_initial: 5,
-  revert_retry_max: 60,
-  guest_revert_min_interval: 60
-}
 
 function machine () {
   let state: WatchdogState = initialState(null, T0, SETTINGS)
