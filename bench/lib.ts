@@ -47,8 +47,24 @@ export function benchArgs (defaultRuns: number, extra: Record<string, { type: 's
 }
 
 /** The node arguments that run the service: src/ through tsx, or dist/ (--dist). */
-export function serviceEntry (dist: boolean): string[] {
-  return dist ? [join(REPO_ROOT, 'dist', 'cli.js')] : ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli.ts')]
+export function serviceEntry (dist: boolean, root: string = REPO_ROOT): string[] {
+  return dist ? [join(root, 'dist', 'cli.js')] : ['--import', 'tsx', join(root, 'src', 'cli.ts')]
+}
+
+/** The Nth VM of a test-driver node file made by `testDriverNodeXml` (0-based). */
+export const benchVmName = (i: number): string => `kiosk-${String(i + 1).padStart(4, '0')}`
+
+/** A test-driver node file: N running domains (`benchVmName`), each with a current `ready` snapshot (state running). */
+export function testDriverNodeXml (n: number): string {
+  const domains: string[] = []
+  for (let i = 0; i < n; i++) {
+    const uuid = `6695eb01-f6a4-8304-79aa-${String(i + 1).padStart(12, '0')}`
+    const core = `<name>${benchVmName(i)}</name><uuid>${uuid}</uuid><memory unit='MiB'>128</memory><vcpu>1</vcpu><os><type>hvm</type></os>`
+    domains.push(`  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>${core}
+    <test:domainsnapshot><name>ready</name><state>running</state><memory snapshot='internal'/><creationTime>1700000000</creationTime><active>1</active><domain type='test'>${core}</domain></test:domainsnapshot>
+  </domain>`)
+  }
+  return `<node>\n${domains.join('\n')}\n</node>\n`
 }
 
 /** Table-ish line: label padded, then text. */

@@ -9,7 +9,6 @@
 // rig's e2e lock exclusively while it runs (nothing else may use libvirtd meanwhile).
 import { existsSync } from 'node:fs'
 import { createConnection } from 'node:net'
-import { join } from 'node:path'
 import { canRunE2E, killLibvirtd, setupHost, sleep, startLibvirtd, teardown } from '../harness/guest.ts'
 import { freePort, removeServiceConfig, startService, writeServiceConfig, type ServiceProcess } from '../harness/service.ts'
 import { benchArgs, describe, loadNote, reportFailure, serviceEntry, stats } from './lib.ts'
@@ -17,7 +16,7 @@ import { benchArgs, describe, loadNote, reportFailure, serviceEntry, stats } fro
 const args = benchArgs(3, { outage: { type: 'string' }, 'service-root': { type: 'string' } })
 // --service-root DIR: run the service of another checkout (e.g. `git archive` of an older commit, built) for a before/after figure.
 const serviceRoot = typeof args.values['service-root'] === 'string' ? args.values['service-root'] : null
-const entry = serviceRoot === null ? serviceEntry(args.dist) : args.dist ? [join(serviceRoot, 'dist', 'cli.js')] : ['--import', 'tsx', join(serviceRoot, 'src', 'cli.ts')]
+const entry = serviceEntry(args.dist, serviceRoot ?? undefined)
 const outageS = Number(args.values.outage ?? 10)
 if (!(outageS >= 0 && outageS <= 600)) throw new Error(`--outage must be 0..600 s, got ${String(args.values.outage)}`)
 const can = canRunE2E()

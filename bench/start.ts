@@ -9,7 +9,6 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort, REPO_ROOT, removeServiceConfig, writeServiceConfig } from '../harness/service.ts'
 import { benchArgs, describe, loadNote, serviceEntry, stats } from './lib.ts'
@@ -18,7 +17,7 @@ const args = benchArgs(7, { idle: { type: 'string' }, 'node-flags': { type: 'str
 // --service-root DIR: start the service of another tree (e.g. an older build, with its package.json
 // and public/ beside dist/) for a before/after figure, as bench/reconnect.ts does.
 const serviceRoot = typeof args.values['service-root'] === 'string' ? args.values['service-root'] : null
-const entry = serviceRoot === null ? serviceEntry(args.dist) : args.dist ? [join(serviceRoot, 'dist', 'cli.js')] : ['--import', 'tsx', join(serviceRoot, 'src', 'cli.ts')]
+const entry = serviceEntry(args.dist, serviceRoot ?? undefined)
 // --node-flags '--max-semi-space-size=1 ...': V8/node options for the service process (to weigh them).
 const nodeFlags = typeof args.values['node-flags'] === 'string' ? args.values['node-flags'].split(/\s+/).filter((f) => f !== '') : []
 const idleS = Number(args.values.idle ?? 10)

@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { REPO_ROOT } from '../harness/service.ts'
-import { benchArgs, loadNote } from './lib.ts'
+import { benchArgs, benchVmName as vmName, loadNote, testDriverNodeXml } from './lib.ts'
 
 const args = benchArgs(1, { n: { type: 'string' }, requests: { type: 'string' }, schedule: { type: 'boolean' }, 'service-root': { type: 'string' } })
 const n = Number(args.values.n ?? 200)
@@ -25,16 +25,10 @@ const { buildApp } = await import(join(root, 'src', 'app.ts')) as typeof import(
 const { parseConfig } = await import(join(root, 'src', 'config', 'load.ts')) as typeof import('../src/config/load.ts')
 const { openHypervisor } = await import(join(root, 'src', 'libvirt', 'index.ts')) as typeof import('../src/libvirt/index.ts')
 
-const vmName = (i: number) => `kiosk-${String(i + 1).padStart(4, '0')}`
-const uuid = (i: number) => `6695eb01-f6a4-8304-79aa-${String(i + 1).padStart(12, '0')}`
-const domains = Array.from({ length: n }, (_, i) => {
-  const core = `<name>${vmName(i)}</name><uuid>${uuid(i)}</uuid><memory unit='MiB'>128</memory><vcpu>1</vcpu><os><type>hvm</type></os>`
-  return `<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>${core}<test:domainsnapshot><name>ready</name><state>running</state><memory snapshot='internal'/><creationTime>1700000000</creationTime><active>1</active><domain type='test'>${core}</domain></test:domainsnapshot></domain>`
-})
 const dir = await mkdtemp(join(tmpdir(), 'kvw-bench-views-'))
 const schedule = { hours: { mon: 'closed', tue: '09:00-18:00', wed: '09:00-18:00', thu: '09:00-20:00', fri: '09:00-18:00', sat: '10:00-18:00', sun: '10:00-13:00, 14:00-18:00' } }
 try {
-  await writeFile(join(dir, 'node.xml'), `<node>\n${domains.join('\n')}\n</node>\n`)
+  await writeFile(join(dir, 'node.xml'), testDriverNodeXml(n))
   const config = parseConfig({
     vm_name: vmName(0),
     snapshot_name: 'ready',
