@@ -5,15 +5,19 @@
 // cli.ts loaded) appeared. Prints numbers, no pass/fail.
 //   npm run bench:start -- [--runs 7] [--idle 10] [--dist] [--node-flags '--max-semi-space-size=1'] [--service-root DIR]
 // Each run is a fresh process with a fresh data directory; the first run warms the page cache and
-// is not counted.
+// is not counted. With --dist the service gets a CACHE_DIRECTORY as the systemd unit gives it
+// (CacheDirectory=): the warm-up run saves V8's code cache, the counted runs use it, as every
+// start of an installed service after its first does. `--code-cache off` measures without.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort, REPO_ROOT, removeServiceConfig, writeServiceConfig } from '../harness/service.ts'
 import { benchArgs, describe, loadNote, serviceEntry, stats } from './lib.ts'
 
-const args = benchArgs(7, { idle: { type: 'string' }, 'node-flags': { type: 'string' }, 'service-root': { type: 'string' } })
+const args = benchArgs(7, { idle: { type: 'string' }, 'node-flags': { type: 'string' }, 'service-root': { type: 'string' }, 'code-cache': { type: 'string' } })
 // --service-root DIR: start the service of another tree (e.g. an older build, with its package.json
 // and public/ beside dist/) for a before/after figure, as bench/reconnect.ts does.
 const serviceRoot = typeof args.values['service-root'] === 'string' ? args.values['service-root'] : null
@@ -21,6 +25,9 @@ const entry = serviceEntry(args.dist, serviceRoot ?? undefined)
 // --node-flags '--max-semi-space-size=1 ...': V8/node options for the service process (to weigh them).
 const nodeFlags = typeof args.values['node-flags'] === 'string' ? args.values['node-flags'].split(/\s+/).filter((f) => f !== '') : []
 const idleS = Number(args.values.idle ?? 10)
+const codeCacheOn = args.dist && args.values['code-cache'] !== 'off'
+const cacheDir = codeCacheOn ? mkdtempSync(join(tmpdir(), 'kvw-bench-code-cache-')) : null
+process.on('exit', () => { if (cacheDir !== null) rmSync(cacheDir, { recursive: true, force: true }) })
 if (!(idleS >= 1 && idleS <= 600)) throw new Error(`--idle must be 1..600 s, got ${String(args.values.idle)}`)
 
 function statusKiB (pid: number, field: 'VmRSS' | 'RssAnon' | 'RssFile'): number {
@@ -42,7 +49,7 @@ function pssKiB (pid: number): number {
   } catch { return NaN }
 }
 
-console.log(`start: service (${serviceRoot === null ? '' : `${serviceRoot}: `}${args.dist ? 'node dist/cli.js' : 'src/ via tsx'}${nodeFlags.length > 0 ? ` with ${nodeFlags.join(' ')}` : ''}) on test:///default, ${args.runs} starts (+1 warm-up), idle memory after ${idleS} s`)
+console.log(`start: service (${serviceRoot === null ? '' : `${serviceRoot}: `}${args.dist ? 'node dist/cli.js' : 'src/ via tsx'}${nodeFlags.length > 0 ? ` with ${nodeFlags.join(' ')}` : ''}${cacheDir === null ? '' : ', code cache in CACHE_DIRECTORY'}) on test:///default, ${args.runs} starts (+1 warm-up), idle memory after ${idleS} s`)
 console.log(`before: ${loadNote()}`)
 const toApi: number[] = []
 const toFirstLog: number[] = []
@@ -50,6 +57,7 @@ const cpuToApi: number[] = []
 const rss: number[] = []
 const anon: number[] = []
 const pss: number[] = []
+const cacheStates: string[] = []
 let failed = false
 for (let run = 0; run <= args.runs; run++) {
   const port = await freePort()
@@ -58,7 +66,9 @@ for (let run = 0; run <= args.runs; run++) {
   // CPU time read the moment it answered.
   const spawned = performance.now()
   const spawnedAtMs = Date.now()
-  const child = spawn(process.execPath, [...nodeFlags, ...entry, 'serve', '--config', config.file], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeFlags, ...entry, 'serve', '--config', config.file], {
+    cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(cacheDir === null ? {} : { CACHE_DIRECTORY: cacheDir }) }
+  })
   let out = ''
   child.stdout.setEncoding('utf8').on('data', (c: string) => { out += c })
   child.stderr.setEncoding('utf8').on('data', (c: string) => { out += c })
@@ -79,8 +89,16 @@ for (let run = 0; run <= args.runs; run++) {
       if (Number.isNaN(answeredAt)) await sleep(5)
       if (performance.now() - spawned > 60_000) throw new Error('the API did not answer within 60 s')
     }
-    const firstLine = out.split('\n').map((l) => { try { return JSON.parse(l) as { msg?: string, time?: number } } catch { return null } }).find((l) => l?.msg === 'starting')
+    const firstLine = out.split('\n').map((l) => { try { return JSON.parse(l) as { msg?: string, time?: number, codeCache?: string } } catch { return null } }).find((l) => l?.msg === 'starting')
+    if (run === 0 && cacheDir !== null && firstLine?.codeCache !== 'used') {
+      // The warm-up start saves the cache a few seconds after it answers (src/server.ts).
+      for (let waited = 0; !/code cache (saved|not saved)/.test(out); waited += 100) {
+        if (waited > 20_000) throw new Error(`the warm-up start saved no code cache within 20 s:\n${out.slice(-3000)}`)
+        await sleep(100)
+      }
+    }
     if (run > 0) {
+      cacheStates.push(firstLine?.codeCache ?? '?')
       toApi.push(answeredAt - spawned)
       cpuToApi.push(cpuAtAnswer)
       if (firstLine?.time !== undefined) toFirstLog.push(firstLine.time - spawnedAtMs)
@@ -110,5 +128,6 @@ for (let run = 0; run <= args.runs; run++) {
 console.log(`  spawn → /api/v1/status 200:        ${describe(stats(toApi))}`)
 console.log(`  spawn → first log line ("starting"): ${describe(stats(toFirstLog))}`)
 console.log(`  CPU time used by then (user+sys):     ${describe(stats(cpuToApi))}`)
+if (args.dist) console.log(`  code cache at the counted starts:   ${[...new Set(cacheStates)].map((s) => `${s} ${cacheStates.filter((x) => x === s).length}`).join(', ')}`)
 console.log(`after: ${loadNote()}`)
 process.exit(failed ? 1 : 0)

@@ -1,10 +1,10 @@
 // The production build (`npm run build`, after the type check): src/cli.ts bundled by esbuild
-// into dist/cli.js, so the service loads a few files instead of ~200 modules one by one (start
-// time, issue 15). What src/ imports lazily (`import()`: the doctor) stays a lazy chunk in dist/.
+// into dist/service.cjs, so the service loads one file instead of ~200 modules one by one (start
+// time, issue 15), and dist/cli.js (src/boot.ts) that runs it with V8's code cache.
 //   node scripts/build.mjs [--outdir DIR]        (default: dist/ of this checkout; emptied first)
 // Plain JS so it runs with node alone.
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { build } from 'esbuild'
@@ -31,33 +31,63 @@ for (const name of external) {
   if (!(name in dependencies)) throw new Error(`build: external ${name} is not in package.json's dependencies`)
 }
 
+// zod re-exports all its ~40 locales as `z.locales` (classic, core and mini) (≈ 290 KiB of the bundle, parsed
+// at every start); the service only ever speaks English, which zod imports directly
+// (zod/v4/classic/schemas.js `import en from "../locales/en.js"`). So that one re-export resolves
+// to an empty module: ≈ 15 ms less start, and `z.locales` is `{}`.
+const zodLocalesOut = {
+  name: 'zod-locales-out',
+  setup (pluginBuild) {
+    pluginBuild.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      args.importer.includes(`${sep}zod${sep}v4${sep}`) ? { path: 'zod-locales', namespace: 'kvw-empty' } : undefined)
+    pluginBuild.onLoad({ filter: /^/, namespace: 'kvw-empty' }, () => ({ contents: 'export {}', loader: 'js' }))
+  }
+}
+
 rmSync(outdir, { recursive: true, force: true })
-await build({
+// Whitespace and comments out, names kept (stack traces name the functions): the source text
+// stays in the heap for lazy compilation, and one character beyond Latin-1 in a kept comment
+// makes V8 hold the whole file as UTF-16 (twice the bytes; checked below). License files ship
+// in node_modules/. Maps without the sources' text: with `node --enable-source-maps` a stack
+// trace names src/*.ts lines (install.sh ships them; the unit does not turn them on: they cost memory).
+const common = {
   absWorkingDir: root,
-  entryPoints: ['src/cli.ts'],
-  outdir,
   bundle: true,
-  splitting: true,
-  format: 'esm',
   platform: 'node',
   target: 'node20',
-  chunkNames: 'chunk-[hash]',
-  // Whitespace and comments out, names kept (stack traces name the functions): the source text
-  // stays in the heap for lazy compilation, and one character beyond Latin-1 in a kept comment
-  // makes V8 hold the whole file as UTF-16 (twice the bytes; checked below). License files ship
-  // in node_modules/.
   minifyWhitespace: true,
   minifySyntax: true,
   legalComments: 'none',
-  // Maps without the sources' text: with `node --enable-source-maps` a stack trace names
-  // src/*.ts lines (install.sh ships them; the unit does not turn them on: they cost memory).
   sourcemap: true,
   sourcesContent: false,
-  external,
-  // CommonJS modules inside an ESM bundle call require() for node's built-ins: give them one.
-  banner: { js: "import { createRequire as __kvwCreateRequire } from 'node:module'; const require = __kvwCreateRequire(import.meta.url);" },
   logLevel: 'warning'
+}
+// The service: one CommonJS file, because node 20 keeps V8's code cache only for scripts it
+// compiles through node:vm (src/code-cache.ts); the doctor, imported on first use, is in it too
+// (evaluated only when imported). import.meta.url is the file's URL, as in src/.
+await build({
+  ...common,
+  entryPoints: ['src/cli.ts'],
+  outfile: join(outdir, 'service.cjs'),
+  format: 'cjs',
+  external,
+  plugins: [zodLocalesOut],
+  define: { 'import.meta.url': '__kvwImportMetaUrl' },
+  // "use strict" first: esbuild's own would come after the banner, no longer a directive.
+  banner: { js: "'use strict'; var __kvwImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" }
 })
-for (const file of readdirSync(outdir).filter((f) => f.endsWith('.js'))) {
+// src/cli.ts's "#!" line, kept by esbuild, is not JavaScript inside the loader's function wrapper:
+// a comment of the same length instead (the source map's lines and columns stay right).
+const service = join(outdir, 'service.cjs')
+writeFileSync(service, readFileSync(service, 'utf8').replace(/^#!/, '//'))
+// The entry, dist/cli.js: runs service.cjs with the code cache (src/boot.ts).
+await build({
+  ...common,
+  entryPoints: ['src/boot.ts'],
+  outfile: join(outdir, 'cli.js'),
+  format: 'esm'
+})
+chmodSync(join(outdir, 'cli.js'), 0o755)
+for (const file of readdirSync(outdir).filter((f) => /\.c?js$/.test(f))) {
   if (/[\u0100-\uffff]/.test(readFileSync(join(outdir, file), 'utf8'))) throw new Error(`build: ${file} has characters beyond Latin-1: V8 would hold it as UTF-16, twice the bytes`)
 }

@@ -135,6 +135,8 @@ cat > "$root/DEBIAN/postrm" <<'SCRIPT'
 set -e
 NAME=kiosk-vm-watchdog
 [ -d /run/systemd/system ] && systemctl daemon-reload || true
+# The unit's CacheDirectory= (V8's code cache of the removed bundle): of no use to any other version.
+if [ "$1" = remove ] || [ "$1" = purge ]; then rm -rf "/var/cache/$NAME"; fi
 if [ "$1" = purge ]; then
   rm -rf "/var/lib/$NAME" "/var/lib/private/$NAME" "/etc/$NAME"
   if getent passwd "$NAME" >/dev/null; then userdel "$NAME" || true; fi

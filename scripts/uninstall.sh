@@ -65,6 +65,8 @@ remove "$destdir/etc/systemd/user/kiosk-viewer.service"
 remove "$destdir/etc/systemd/user/kiosk-session.target"
 remove "$destdir/etc/systemd/user/kiosk-session.target.wants/kiosk-viewer.service"
 rmdir "$destdir/etc/systemd/user/kiosk-session.target.wants" 2>/dev/null || true
+# The unit's CacheDirectory= (V8's code cache of the removed bundle): of no use to any other version.
+remove "$destdir/var/cache/$NAME"
 [ $systemd = yes ] && systemctl daemon-reload
 
 if [ $purge = yes ]; then

@@ -3,7 +3,9 @@
 // running: restarting the service must never interrupt the exhibit.
 import { createServer } from 'node:net'
 import closeWithGrace from 'close-with-grace'
+import type { FastifyBaseLogger } from 'fastify'
 import { buildApp } from './app.ts'
+import { type CodeCache, startedCodeCache } from './code-cache.ts'
 import type { Logger } from 'pino'
 import { ConfigError, EXIT_CONFIG, loadConfig, type LoadedConfig } from './config/load.ts'
 import { applyReload, planReload } from './config/reload.ts'
@@ -46,7 +48,9 @@ export async function serve (configFile: string | null, env: NodeJS.ProcessEnv =
     reloadPending = true
     log.info({ signal: 'SIGHUP' }, 'SIGHUP while starting: the config is read again once the service listens')
   })
-  log.info({ version: VERSION, configFile: loaded.file, vms: loaded.vms.map((v) => v.name), libvirt: config.libvirt_uri }, 'starting')
+  const codeCache = startedCodeCache()
+  log.info({ version: VERSION, configFile: loaded.file, vms: loaded.vms.map((v) => v.name), libvirt: config.libvirt_uri, codeCache: codeCache?.state ?? 'off' }, 'starting')
+  if (codeCache?.problem != null) log.warn({ file: codeCache.file }, `code cache: ${codeCache.problem}`)
   for (const warning of loaded.warnings) log.warn({ configFile: loaded.file }, `config: ${warning}`)
 
   // Before anything touches libvirt or the data directory: one instance per data directory, and
@@ -79,7 +83,7 @@ export async function serve (configFile: string | null, env: NodeJS.ProcessEnv =
   let app: Awaited<ReturnType<typeof buildApp>> | null = null
   try {
     app = await buildApp({ config: loaded, hypervisor, logger: log })
-    await listen(app, notifier, hypervisor, lock)
+    await listen(app, notifier, hypervisor, lock, codeCache)
     const running = app
     reloadNow = () => { reload(running, configFile, env, loggers) }
     if (reloadPending) reloadNow()
@@ -156,10 +160,11 @@ function portTaken (host: string, port: number): Promise<string | null> {
   })
 }
 
-async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Notifier, hypervisor: Hypervisor, lock: DataDirLock): Promise<void> {
+async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Notifier, hypervisor: Hypervisor, lock: DataDirLock, codeCache: CodeCache | undefined): Promise<void> {
   const { config } = app.config
   await app.listen({ host: config.api_host, port: config.api_port })
   if (config.security.admin_port !== undefined) await app.listenAdmin()
+  const cacheSave = codeCache === undefined ? null : saveCodeCacheSoon(codeCache, app.log)
 
   // systemd's watchdog: pinged from the event loop, so a hung process stops pinging and is
   // restarted; so is one whose libvirt action hangs (a revert stuck for minutes blocks every
@@ -171,6 +176,7 @@ async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Noti
     if (err) app.log.error({ err }, 'stopping after an unexpected error')
     else app.log.info({ signal }, 'stopping; the VM is left as it is')
     stopPings()
+    if (cacheSave !== null) clearTimeout(cacheSave)
     status.close()
     notifier.stopping()
     await app.close()
@@ -190,6 +196,21 @@ async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Noti
   // The line walks every VM: coalesced, so N VMs changing at once cost one line, not N (issue 15).
   for (const watchdog of app.watchdogs.values()) watchdog.on('change', () => status.updateSoon())
   status.ready()
+}
+
+/** After the start, so what was compiled while starting is in it; long before any restart. */
+const CODE_CACHE_SAVE_AFTER_MS = 3000
+
+/** The next start's bytecode (code-cache.ts), written once per bundle and node version. */
+function saveCodeCacheSoon (codeCache: CodeCache, log: FastifyBaseLogger): NodeJS.Timeout | null {
+  if (codeCache.state === 'used' || codeCache.state === 'off') return null
+  return setTimeout(() => {
+    codeCache.save().then((result) => {
+      if (result === 'saved') log.info({ file: codeCache.file }, 'code cache saved: the next start compiles less')
+    }, (err: unknown) => {
+      log.warn({ file: codeCache.file, err }, `code cache not saved (the next start is slower, nothing else changes): ${(err as Error).message}`)
+    })
+  }, CODE_CACHE_SAVE_AFTER_MS).unref()
 }
 
 /** A revert running this long is stuck (a normal one takes seconds, even on TCG). */

@@ -138,6 +138,50 @@ t.test('the installed service starts under a notify socket, answers, and stops o
   t.equal(code, 0, 'SIGTERM: a clean exit within 25 s', { stderr: stderr.slice(-2000) })
 })
 
+t.test('the installed service keeps V8\'s code cache in CACHE_DIRECTORY: saved by one start, used by the next', async (t) => {
+  const cacheDir = join(scratch, 'svc-cache')
+  mkdirSync(cacheDir, { mode: 0o700 })
+  const configFile = join(scratch, 'svc-cache.yaml')
+  writeFileSync(configFile, 'libvirt_uri: test:///default\nvm_name: test\napi_host: 127.0.0.1\napi_port: 0\ncreate_snapshot_if_missing: true\nlog_level: info\n')
+  /** Starts the installed service until a log line matches UNTIL; its lines by then (JSON), then SIGTERM. */
+  const runUntil = async (until: RegExp, nodeFlags: string[] = []): Promise<Array<Record<string, unknown>>> => {
+    // Through env(1) without NODE_OPTIONS: tap's processinfo puts itself there for every node child,
+    // and it turns source maps on (boot.ts then leaves the cache off, see the last start).
+    const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, ...nodeFlags, join(app, 'dist/cli.js'), 'serve'], {
+      cwd: scratch,
+      env: { ...process.env, KVW_CONFIG: configFile, KVW_DATA_DIR: join(scratch, 'svc-cache-data'), CACHE_DIRECTORY: cacheDir }
+    })
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
+    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+    const lines: Array<Record<string, unknown>> = []
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no line matching ${until} within 30 s; stderr: ${stderr}; stdout: ${JSON.stringify(lines).slice(0, 1500)}`)), 30_000)
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        try { lines.push(JSON.parse(line) as Record<string, unknown>) } catch {}
+        if (until.test(line)) { clearTimeout(timer); resolve() }
+      })
+      child.on('exit', (code) => reject(new Error(`the service exited (${code}): ${stderr}`)))
+    })
+    child.kill('SIGTERM')
+    await exited
+    return lines
+  }
+  const starting = (lines: Array<Record<string, unknown>>) => lines.find((l) => l['msg'] === 'starting')?.['codeCache']
+
+  const first = await runUntil(/code cache (saved|not saved)/)
+  t.equal(starting(first), 'missing', 'the first start finds no cache')
+  t.ok(first.some((l) => l['msg'] === 'code cache saved: the next start compiles less'), 'and saves one once it is up')
+  const saved = readdirSync(cacheDir).filter((f) => f.endsWith('.v8cache'))
+  t.equal(saved.length, 1, 'one cache file')
+  t.equal(lstatSync(join(cacheDir, saved[0]!)).mode & 0o777, 0o600)
+  const second = await runUntil(/listening at/)
+  t.equal(starting(second), 'used', 'the next start runs the saved bytecode')
+  const mapped = await runUntil(/listening at/, ['--enable-source-maps'])
+  t.equal(starting(mapped), 'off', 'with --enable-source-maps node loads the bundle itself (stack traces name src/ lines)')
+})
+
 t.test('second install changes nothing', async (t) => {
   const before = manifest(destdir)
   const r = script('install', destdir)

@@ -9,7 +9,7 @@ const SRC = fileURLToPath(new URL('../src/', import.meta.url))
 
 /** Top to bottom; a unit is a folder of src/ or a file at its top level. */
 const LAYERS = [
-  ['app.ts', 'server.ts', 'cli.ts', 'logger.ts'],
+  ['app.ts', 'server.ts', 'cli.ts', 'boot.ts', 'logger.ts'],
   ['routes'],
   ['plugins'],
   ['doctor'],
@@ -17,7 +17,7 @@ const LAYERS = [
   ['config'],
   ['schedule', 'screen', 'store', 'systemd'],
   ['libvirt'],
-  ['ports', 'net', 'names.ts', 'limits.ts', 'errors.ts', 'version.ts']
+  ['ports', 'net', 'names.ts', 'limits.ts', 'errors.ts', 'version.ts', 'code-cache.ts']
 ]
 
 function unitOf (file: string): string {

@@ -315,6 +315,24 @@ async function suite (): Promise<void> {
     t.match(c.sh(`journalctl -u ${UNIT} -o cat`).out, /Watchdog timeout/)
   })
 
+  await t.test('V8\'s code cache: saved once into the unit\'s CacheDirectory, run by every later start', async (t) => {
+    // By now the unit has started several times: systemctl start, libvirt unreachable, kill -9, the watchdog's kill.
+    const starts = c.sh(`journalctl -u ${UNIT} -o cat | grep '^{' | jq -r 'select(.msg == "starting") | .codeCache'`).out.trim().split('\n')
+    t.comment(`codeCache at each start: ${starts.join(', ')}`)
+    // A start stopped within 3 s of listening saves nothing (server.ts): the next one saves then.
+    const firstUsed = starts.indexOf('used')
+    t.ok(firstUsed >= 1, 'the first start finds none')
+    t.same(starts.slice(0, firstUsed), starts.slice(0, firstUsed).map(() => 'missing'), 'none before the save')
+    t.ok(starts.length - firstUsed >= 3, 'several starts since')
+    t.same(starts.slice(firstUsed), starts.slice(firstUsed).map(() => 'used'), 'every start after the save runs the saved bytecode')
+    const saves = c.sh(`journalctl -u ${UNIT} -o cat | grep '^{' | jq -r 'select(.msg | startswith("code cache")) | .msg'`).out.trim().split('\n')
+    t.same(saves, ['code cache saved: the next start compiles less'], 'written once, not at every start')
+    const files = c.ok('stat -c "%U %a %n" /var/cache/kiosk-vm-watchdog /var/cache/kiosk-vm-watchdog/*').trim().split('\n')
+    t.match(files, ['kiosk-vm-watchdog 700 /var/cache/kiosk-vm-watchdog', /^kiosk-vm-watchdog 600 \/var\/cache\/kiosk-vm-watchdog\/service-[0-9a-f]{32}\.v8cache$/],
+      'one file, the service user\'s only')
+    t.equal(files.length, 2)
+  })
+
   await t.test('systemctl stop leaves the VM alone: a real QEMU domain keeps running, same process', async (t) => {
     const virsh = (args: string): string => c.ok(`virsh -c qemu:///system ${args}`, 60_000).trim()
     t.teardown(() => { c.sh('virsh -c qemu:///system destroy exhibit; virsh -c qemu:///system undefine exhibit', 60_000) })

@@ -97,6 +97,7 @@ t.test('the directives the service relies on are there, as systemd reads them', 
   t.match(directive('Environment').join(' '), /KVW_CONFIG=\/etc\/kiosk-vm-watchdog\/config\.yaml/)
   t.match(directive('Environment').join(' '), /KVW_DATA_DIR=%S\/kiosk-vm-watchdog/)
   t.same(directive('SupplementaryGroups'), ['libvirt'], 'reaches qemu:///system through the libvirt group')
+  t.same([directive('CacheDirectory'), directive('CacheDirectoryMode')], [['kiosk-vm-watchdog'], ['0700']], 'V8\'s code cache: a directory only the service user can write (src/code-cache.ts)')
 
   const json = spawnSync('systemd-analyze', ['security', '--offline=yes', '--json=short', serviceCopy()], { encoding: 'utf8' })
   const checks = JSON.parse(json.stdout) as Array<{ name: string, set: boolean }>
