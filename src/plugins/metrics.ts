@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { REVERT_SOURCES } from '../heartbeat/persisted.ts'
 import { DOMAIN_STATES } from '../libvirt/types.ts'
 import { VERSION } from '../version.ts'
 import { watchedVms, WATCHDOG_STATES, type RevertEvent } from './observe.ts'
@@ -191,10 +192,12 @@ export default fp(async function metricsPlugin (app: FastifyInstance) {
   })
   // Per VM, from 0: Prometheus' increase() misses a series' first increment, so a storm rule on
   // kvw_reverts_total (one series per reason, born at 1) saw a storm one revert late.
+  // By source, so the storm rule can leave out what was planned: a technician's or the schedule's
+  // reverts are not the exhibit crashing again and again.
   const revertsStarted = new Counter({
     name: 'kvw_reverts_started_total',
-    help: 'Reverts started (any reason; retries of one revert are one). Present from 0 for every watched VM.',
-    labelNames: ['vm'],
+    help: 'Reverts started, by source: auto (a hang, the VM down), guest (its own request), technician, schedule (retries of one revert are one). Present from 0 for every watched VM and source.',
+    labelNames: ['vm', 'source'],
     registers: [register]
   })
   const revertDuration = new Histogram({
@@ -218,13 +221,13 @@ export default fp(async function metricsPlugin (app: FastifyInstance) {
   const unsubscribe: Array<() => void> = []
   app.addHook('onReady', async () => {
     for (const [vm, w] of watchedVms(app)) {
-      revertsStarted.inc({ vm }, 0)
+      for (const source of REVERT_SOURCES) revertsStarted.inc({ vm, source }, 0)
       // A revert counts once, at its first attempt's first event: the start, or the finish when
       // that attempt failed before libvirt's revert call (snapshot missing, libvirt gone: no start).
       // A VM's reverts run one at a time (its action queue).
       let counted = false
       const onRevert = (event: RevertEvent) => {
-        if (event.attempt === 1 && !counted) revertsStarted.inc({ vm })
+        if (event.attempt === 1 && !counted) revertsStarted.inc({ vm, source: event.source })
         counted = event.phase === 'start'
         if (event.phase !== 'finish') return
         reverts.inc({ vm, reason: reasonLabel(vm, event.reason), outcome: event.outcome ?? 'unknown' })

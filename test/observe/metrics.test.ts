@@ -71,11 +71,13 @@ t.test('a revert is counted by reason and outcome, with its duration', async (t)
   t.equal(m.get('kvw_revert_duration_seconds_sum{vm="test"}'), event.durationMs! / 1000)
 })
 
-t.test('kvw_reverts_started_total: 0 before any revert, then one per revert however many attempts it takes', async (t) => {
+t.test('kvw_reverts_started_total: 0 before any revert, then one per revert however many attempts it takes, by source', async (t) => {
   const { app, run } = await build(t, { config: { revert_retry_initial: 1 } })
   const w = app.watchdogs.get('test')!
-  const started = async () => parse((await app.inject({ url: '/metrics' })).body).get('kvw_reverts_started_total{vm="test"}')
-  t.equal(await started(), 0, 'there from 0 before any revert: the storm rule\'s increase() counts the first one')
+  const startedBy = async (source: string) => parse((await app.inject({ url: '/metrics' })).body).get(`kvw_reverts_started_total{vm="test",source="${source}"}`)
+  const started = async () => await startedBy('technician')
+  t.same(await Promise.all(['auto', 'guest', 'technician', 'schedule'].map(startedBy)), [0, 0, 0, 0],
+    'there from 0 for every source before any revert: the storm rule\'s increase() counts the first one')
   const events: string[] = []
   w.on('revert', (e) => events.push(`${e.phase} ${e.attempt}${e.outcome ? ` ${e.outcome}` : ''}`))
   const finished = (outcome: string) => () => events.some((e) => e.startsWith('finish') && e.endsWith(outcome))
@@ -108,7 +110,15 @@ t.test('kvw_reverts_started_total: 0 before any revert, then one per revert howe
   await run(3000, finished('succeeded'))
   t.same(events, ['start 1', 'finish 1 failed', 'start 2', 'finish 2 succeeded'])
   const m = parse((await app.inject({ url: '/metrics' })).body)
-  t.equal(m.get('kvw_reverts_started_total{vm="test"}'), 2, 'two reverts, four attempts')
+  t.equal(m.get('kvw_reverts_started_total{vm="test",source="technician"}'), 2, 'two reverts, four attempts')
+  t.same(['auto', 'guest', 'schedule'].map((source) => m.get(`kvw_reverts_started_total{vm="test",source="${source}"}`)), [0, 0, 0],
+    'a technician\'s, under its own source: the storm rule leaves them out')
+
+  // Revert 3: the guest asks.
+  w.heartbeat({ seq: 2 })
+  t.equal(w.requestRevert('metrics_test', 'guest').outcome, 'started')
+  await run(3000, () => w.view().state !== 'reverting')
+  t.same([await startedBy('guest'), await startedBy('technician')], [1, 2], 'the guest\'s request counts as guest')
   t.equal(m.get('kvw_reverts_total{vm="test",reason="metrics_test",outcome="failed"}'), 2, 'kvw_reverts_total counts each attempt\'s end')
   t.equal(m.get('kvw_reverts_total{vm="test",reason="metrics_test",outcome="succeeded"}'), 2)
 })
