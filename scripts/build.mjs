@@ -31,10 +31,14 @@ for (const name of external) {
   if (!(name in dependencies)) throw new Error(`build: external ${name} is not in package.json's dependencies`)
 }
 
-// zod re-exports all its ~40 locales as `z.locales` (classic, core and mini) (≈ 290 KiB of the bundle, parsed
-// at every start); the service only ever speaks English, which zod imports directly
-// (zod/v4/classic/schemas.js `import en from "../locales/en.js"`). So that one re-export resolves
-// to an empty module: ≈ 15 ms less start, and `z.locales` is `{}`.
+// zod re-exports its ~40 locales as `z.locales` (from classic, core and mini): ≈ 290 KiB of the
+// bundle, parsed at every start. The service only speaks English, which zod imports directly
+// (zod/v4/classic/schemas.js `import en from "../locales/en.js"`), so that re-export resolves to
+// an empty module and `z.locales` is `{}` in dist/.
+// Refused rather than broken in production only: src/ asking for a locale (tests run src/, with them).
+for (const file of readdirSync(join(root, 'src'), { recursive: true }).filter((f) => f.endsWith('.ts'))) {
+  if (/\blocales\b/.test(readFileSync(join(root, 'src', file), 'utf8'))) throw new Error(`build: src/${file} uses zod's locales, which the bundle leaves out (zodLocalesOut)`)
+}
 const zodLocalesOut = {
   name: 'zod-locales-out',
   setup (pluginBuild) {
@@ -65,7 +69,7 @@ const common = {
 // The service: one CommonJS file, because node 20 keeps V8's code cache only for scripts it
 // compiles through node:vm (src/code-cache.ts); the doctor, imported on first use, is in it too
 // (evaluated only when imported). import.meta.url is the file's URL, as in src/.
-await build({
+const serviceBuild = await build({
   ...common,
   entryPoints: ['src/cli.ts'],
   outfile: join(outdir, 'service.cjs'),
@@ -76,10 +80,17 @@ await build({
   // "use strict" first: esbuild's own would come after the banner, no longer a directive.
   banner: { js: "'use strict'; var __kvwImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" }
 })
+// A warning here is code that would behave otherwise in dist/ than from src/ (e.g. an
+// import.meta.dirname, which CommonJS output leaves empty): printed above, and refused.
+if (serviceBuild.warnings.length > 0) throw new Error(`build: esbuild warned about src/ in CommonJS output (${serviceBuild.warnings.length}, above)`)
 // src/cli.ts's "#!" line, kept by esbuild, is not JavaScript inside the loader's function wrapper:
 // a comment of the same length instead (the source map's lines and columns stay right).
 const service = join(outdir, 'service.cjs')
-writeFileSync(service, readFileSync(service, 'utf8').replace(/^#!/, '//'))
+const serviceText = readFileSync(service, 'utf8').replace(/^#!/, '//')
+// node:vm runs the bundle without a module loader: an import() left in it (an external, a
+// computed name) would work from src/ and in tests, and throw in production only.
+if (/\bimport\(/.test(serviceText)) throw new Error('build: dist/service.cjs has an import(): node:vm cannot load it (src/code-cache.ts); use require() or bundle the module')
+writeFileSync(service, serviceText)
 // The entry, dist/cli.js: runs service.cjs with the code cache (src/boot.ts).
 await build({
   ...common,

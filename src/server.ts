@@ -3,9 +3,8 @@
 // running: restarting the service must never interrupt the exhibit.
 import { createServer } from 'node:net'
 import closeWithGrace from 'close-with-grace'
-import type { FastifyBaseLogger } from 'fastify'
 import { buildApp } from './app.ts'
-import { type CodeCache, startedCodeCache } from './code-cache.ts'
+import { type CodeCache, scheduleCodeCacheSave, startedCodeCache } from './code-cache.ts'
 import type { Logger } from 'pino'
 import { ConfigError, EXIT_CONFIG, loadConfig, type LoadedConfig } from './config/load.ts'
 import { applyReload, planReload } from './config/reload.ts'
@@ -164,7 +163,7 @@ async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Noti
   const { config } = app.config
   await app.listen({ host: config.api_host, port: config.api_port })
   if (config.security.admin_port !== undefined) await app.listenAdmin()
-  const cacheSave = codeCache === undefined ? null : saveCodeCacheSoon(codeCache, app.log)
+  const cancelCacheSave = codeCache === undefined ? () => {} : scheduleCodeCacheSave(codeCache, app.timers, app.log, CODE_CACHE_SAVE_AFTER_MS)
 
   // systemd's watchdog: pinged from the event loop, so a hung process stops pinging and is
   // restarted; so is one whose libvirt action hangs (a revert stuck for minutes blocks every
@@ -176,7 +175,7 @@ async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Noti
     if (err) app.log.error({ err }, 'stopping after an unexpected error')
     else app.log.info({ signal }, 'stopping; the VM is left as it is')
     stopPings()
-    if (cacheSave !== null) clearTimeout(cacheSave)
+    cancelCacheSave()
     status.close()
     notifier.stopping()
     await app.close()
@@ -198,20 +197,8 @@ async function listen (app: Awaited<ReturnType<typeof buildApp>>, notifier: Noti
   status.ready()
 }
 
-/** After the start, so what was compiled while starting is in it; long before any restart. */
+/** After the start, so what was compiled while starting is in the code cache; long before a restart. */
 const CODE_CACHE_SAVE_AFTER_MS = 3000
-
-/** The next start's bytecode (code-cache.ts), written once per bundle and node version. */
-function saveCodeCacheSoon (codeCache: CodeCache, log: FastifyBaseLogger): NodeJS.Timeout | null {
-  if (codeCache.state === 'used' || codeCache.state === 'off') return null
-  return setTimeout(() => {
-    codeCache.save().then((result) => {
-      if (result === 'saved') log.info({ file: codeCache.file }, 'code cache saved: the next start compiles less')
-    }, (err: unknown) => {
-      log.warn({ file: codeCache.file, err }, `code cache not saved (the next start is slower, nothing else changes): ${(err as Error).message}`)
-    })
-  }, CODE_CACHE_SAVE_AFTER_MS).unref()
-}
 
 /** A revert running this long is stuck (a normal one takes seconds, even on TCG). */
 const STUCK_ACTION_MS = 10 * 60_000

@@ -1,6 +1,6 @@
 // The service version and the application's root directory (the one holding its package.json,
 // public/ beside it). Found by walking up from this module rather than by a fixed '../': this
-// code runs from src/ (tsx, tests) and from wherever the bundler put it in dist/ (cli.js, a chunk).
+// code runs from src/ (tsx, tests) and from the bundle in dist/ (service.cjs).
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'

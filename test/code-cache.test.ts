@@ -5,9 +5,10 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { CODE_CACHE_KEY, runWithCodeCache, startedCodeCache } from '../src/code-cache.ts'
+import { CODE_CACHE_KEY, runWithCodeCache, scheduleCodeCacheSave, startedCodeCache, type CodeCache, type CodeCacheState } from '../src/code-cache.ts'
+import { FakeClock } from './helpers/fake-clock.ts'
 
 interface Report { filename: string, dirname: string, sibling: string, strict: boolean, handleState: string | undefined, answer: number }
 const REPORTS = Symbol.for('kvw-test.code-cache-reports')
@@ -40,16 +41,16 @@ function setup (t: Test): { dir: string, bundle: string, cacheDir: string } {
 interface Start { state: string, problem: string | null, file: string | null, ran: number | undefined, saved?: string }
 
 /** A start in a fresh process: runs the bundle with the cache, then (SAVE) saves it as server.ts does. */
-function start (t: Test, bundle: string, cacheDir: string, save = true): Start {
+function start (t: Test, bundle: string, cacheDir: string, save = true, nodeFlags: string[] = []): Start {
   const code = `import { runWithCodeCache } from ${JSON.stringify(join(import.meta.dirname, '../src/code-cache.ts'))}
 globalThis[Symbol.for('kvw-test.code-cache-reports')] = []
 const handle = runWithCodeCache(process.env.BUNDLE, process.env.CACHE_DIR)
 const saved = process.env.SAVE === '1' ? await handle.save().catch((err) => 'error ' + err.code) : undefined
 console.log(JSON.stringify({ state: handle.state, problem: handle.problem, file: handle.file, saved }))`
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+  const r = spawnSync(process.execPath, [...nodeFlags, '--import', 'tsx', '--input-type=module', '-e', code], {
     encoding: 'utf8', timeout: 60_000, env: { ...process.env, NODE_OPTIONS: '', KVW_TEST_CHILD: '1', BUNDLE: bundle, CACHE_DIR: cacheDir, SAVE: save ? '1' : '0' }
   })
-  t.equal(r.status, 0, 'the start exits 0', { stderr: r.stderr })
+  t.same([r.status, r.signal], [0, null], 'the start exits 0', { stderr: r.stderr })
   const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
   return { ...(lines.at(-1) as Omit<Start, 'ran'>), ran: lines.find((l) => 'ran' in l)?.['ran'] as number | undefined }
 }
@@ -103,13 +104,39 @@ t.test('a changed bundle of the same length gets its own cache; the old one goes
   t.same(cacheFiles(cacheDir), [next.file!.slice(cacheDir.length + 1)], 'then it is removed')
 })
 
-t.test('bytecode V8 refuses: rejected, the file still runs, and the next save replaces it', async (t) => {
+t.test('V8 itself checks only the length: the cache of another source of the same length would run as that source', async (t) => {
+  // Why the file name carries the source's hash: this is what V8 does with a cache it is handed.
+  const { bundle, cacheDir } = setup(t)
+  const old = start(t, bundle, cacheDir)
+  writeFileSync(bundle, bundleSource(2))
+  const probe = start(t, bundle, cacheDir, false)
+  copyFileSync(old.file!, probe.file!)
+  const fooled = start(t, bundle, cacheDir, false)
+  t.same([fooled.state, fooled.ran], ['used', 1], 'V8 accepted the old bytecode and ran the old code for the new file')
+})
+
+t.test('a damaged cache file: rejected before V8 sees it, the file runs from its source, and it is saved again', async (t) => {
   const { bundle, cacheDir } = setup(t)
   const first = start(t, bundle, cacheDir)
-  writeFileSync(first.file!, Buffer.alloc(4096, 0x5a))
-  const second = start(t, bundle, cacheDir)
-  t.same([second.state, second.ran, second.saved], ['rejected', 1, 'saved'], 'the file ran, compiled from its source, and the cache was written again')
-  t.same([start(t, bundle, cacheDir).state], ['used'], 'the start after that uses it')
+  const good = readFileSync(first.file!)
+  // V8 (release builds) does not checksum the data: handed these bytes it crashes the process.
+  const flipped = Buffer.from(good)
+  for (let i = Math.floor(flipped.length / 2); i < flipped.length / 2 + 64; i++) flipped[i]! ^= 0xff
+  for (const [what, bytes] of [['bytes flipped in the middle', flipped], ['cut short', good.subarray(0, good.length - 100)], ['empty', Buffer.alloc(0)]] as const) {
+    writeFileSync(first.file!, bytes)
+    const r = start(t, bundle, cacheDir)
+    t.same([r.state, r.ran, r.saved], ['rejected', 1, 'saved'], `${what}: rejected, the file ran, the cache written again`)
+    t.match(r.problem, /is damaged \(its checksum does not match\)/)
+    t.equal(start(t, bundle, cacheDir, false).state, 'used', `${what}: the next start uses the new one`)
+  }
+})
+
+t.test('bytecode V8 refuses (other V8 flags): rejected, the file still runs, and the next save replaces it', async (t) => {
+  const { bundle, cacheDir } = setup(t)
+  start(t, bundle, cacheDir)
+  const other = start(t, bundle, cacheDir, true, ['--max-old-space-size=97'])
+  t.same([other.state, other.ran, other.saved, other.problem], ['rejected', 1, 'saved', null], 'the file ran, compiled from its source, and the cache was written again')
+  t.equal(start(t, bundle, cacheDir, false, ['--max-old-space-size=97']).state, 'used', 'the start after that uses it')
 })
 
 t.test('a cache file that cannot be read: named in problem, the file still runs, the save fails', async (t) => {
@@ -123,8 +150,73 @@ t.test('a cache file that cannot be read: named in problem, the file still runs,
   t.same(partials(cacheDir), [], 'and leaves no partial file')
 })
 
-t.test('a cache directory that does not exist: the start is not affected, the save fails', async (t) => {
-  const { bundle, dir } = setup(t)
-  const r = start(t, bundle, join(dir, 'absent'))
-  t.same([r.state, r.ran, r.problem, r.saved], ['missing', 1, null, 'error ENOENT'], 'no cache yet is not a problem')
+t.test('a cache directory that is missing, others may write, or is another user\'s: off, said why, the file runs', async (t) => {
+  const { bundle, dir, cacheDir } = setup(t)
+  const absent = start(t, bundle, join(dir, 'absent'))
+  t.same([absent.state, absent.ran, absent.saved, absent.file], ['off', 1, 'unchanged', null])
+  t.match(absent.problem, /cache directory .*absent: ENOENT/)
+  chmodSync(cacheDir, 0o777)
+  const open = start(t, bundle, cacheDir)
+  t.same([open.state, open.ran, open.saved], ['off', 1, 'unchanged'])
+  t.match(open.problem, /may be written by others \(mode 777\)/)
+  t.same(cacheFiles(cacheDir), [], 'nothing read from it or written to it')
+  chmodSync(cacheDir, 0o700)
+  if (process.getuid?.() === 0) {
+    chownSync(cacheDir, 65534, 65534)
+    const foreign = start(t, bundle, cacheDir)
+    t.same([foreign.state, foreign.ran], ['off', 1])
+    t.match(foreign.problem, /belongs to uid 65534, not to this service \(uid 0\)/)
+  }
+})
+
+t.test('scheduleCodeCacheSave: saves once, AFTER ms after the start, logs the outcome; nothing for a used or off cache; cancelled on close', async (t) => {
+  const cache = (state: CodeCacheState, outcome: Error | null = null) => {
+    const saves: number[] = []
+    const handle: CodeCache = {
+      state,
+      file: '/var/cache/kvw/service-x.v8cache',
+      problem: null,
+      save: async () => { saves.push(clock.now()); if (outcome !== null) throw outcome; return 'saved' }
+    }
+    return { handle, saves }
+  }
+  const clock = new FakeClock(1_000_000)
+  const lines: string[] = []
+  const log = { info: (_: object, msg: string) => { lines.push(`info ${msg}`) }, warn: (_: object, msg: string) => { lines.push(`warn ${msg}`) } }
+  const settle = async () => { for (let i = 0; i < 5; i++) await Promise.resolve() }
+
+  const missing = cache('missing')
+  scheduleCodeCacheSave(missing.handle, clock, log, 3000)
+  clock.advance(2999)
+  await settle()
+  t.same(missing.saves, [], 'not before')
+  clock.advance(1)
+  await settle()
+  t.same(missing.saves, [1_003_000], 'saved 3 s after')
+  t.same(lines, ['info code cache saved: the next start compiles less'])
+  clock.advance(60_000)
+  t.equal(missing.saves.length, 1, 'once')
+
+  for (const state of ['used', 'off'] as const) {
+    const c = cache(state)
+    scheduleCodeCacheSave(c.handle, clock, log, 3000)
+    clock.advance(10_000)
+    await settle()
+    t.same(c.saves, [], `nothing to save when ${state}`)
+  }
+
+  lines.length = 0
+  const failing = cache('rejected', Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }))
+  scheduleCodeCacheSave(failing.handle, clock, log, 3000)
+  clock.advance(3000)
+  await settle()
+  t.same(lines, ['warn code cache not saved (the next start is slower, nothing else changes): ENOSPC: no space left on device'])
+
+  const closed = cache('missing')
+  const cancel = scheduleCodeCacheSave(closed.handle, clock, log, 3000)
+  clock.advance(1000)
+  cancel()
+  clock.advance(10_000)
+  await settle()
+  t.same(closed.saves, [], 'a service closed before the save saves nothing')
 })

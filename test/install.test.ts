@@ -156,19 +156,23 @@ t.test('the installed service keeps V8\'s code cache in CACHE_DIRECTORY: saved b
     const lines: Array<Record<string, unknown>> = []
     let stderr = ''
     child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    let timer: NodeJS.Timeout | undefined
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no line matching ${until} within 30 s; stderr: ${stderr}; stdout: ${JSON.stringify(lines).slice(0, 1500)}`)), 30_000)
+      timer = setTimeout(() => reject(new Error(`no line matching ${until} within 30 s; stderr: ${stderr}; stdout: ${JSON.stringify(lines).slice(0, 1500)}`)), 30_000)
       createInterface({ input: child.stdout }).on('line', (line) => {
         try { lines.push(JSON.parse(line) as Record<string, unknown>) } catch {}
-        if (until.test(line)) { clearTimeout(timer); resolve() }
+        if (until.test(line)) resolve()
       })
       child.on('exit', (code) => reject(new Error(`the service exited (${code}): ${stderr}`)))
-    })
+    }).finally(() => clearTimeout(timer))
     child.kill('SIGTERM')
     await exited
     return lines
   }
   const starting = (lines: Array<Record<string, unknown>>) => lines.find((l) => l['msg'] === 'starting')?.['codeCache']
+  // The bundle's ES modules were strict; in one CommonJS file "use strict" must open it (after the
+  // "#!" line turned comment), or esbuild's own comes after the banner and is no directive.
+  t.match(readFileSync(join(app, 'dist/service.cjs'), 'utf8').slice(0, 200), /^\/\/[^\n]*\n'use strict';/, 'dist/service.cjs is strict')
 
   const first = await runUntil(/code cache (saved|not saved)/)
   t.equal(starting(first), 'missing', 'the first start finds no cache')

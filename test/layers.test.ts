@@ -15,9 +15,9 @@ const LAYERS = [
   ['doctor'],
   ['heartbeat', 'snapshot', 'alerts', 'availability'],
   ['config'],
-  ['schedule', 'screen', 'store', 'systemd'],
+  ['schedule', 'screen', 'store', 'systemd', 'code-cache.ts'],
   ['libvirt'],
-  ['ports', 'net', 'names.ts', 'limits.ts', 'errors.ts', 'version.ts', 'code-cache.ts']
+  ['ports', 'net', 'names.ts', 'limits.ts', 'errors.ts', 'version.ts']
 ]
 
 function unitOf (file: string): string {

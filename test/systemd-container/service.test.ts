@@ -323,7 +323,7 @@ async function suite (): Promise<void> {
     const firstUsed = starts.indexOf('used')
     t.ok(firstUsed >= 1, 'the first start finds none')
     t.same(starts.slice(0, firstUsed), starts.slice(0, firstUsed).map(() => 'missing'), 'none before the save')
-    t.ok(starts.length - firstUsed >= 3, 'several starts since')
+    t.ok(starts.length - firstUsed >= 2, 'more than one start since')
     t.same(starts.slice(firstUsed), starts.slice(firstUsed).map(() => 'used'), 'every start after the save runs the saved bytecode')
     const saves = c.sh(`journalctl -u ${UNIT} -o cat | grep '^{' | jq -r 'select(.msg | startswith("code cache")) | .msg'`).out.trim().split('\n')
     t.same(saves, ['code cache saved: the next start compiles less'], 'written once, not at every start')
