@@ -35,9 +35,13 @@ for (const name of external) {
 // bundle, parsed at every start. The service only speaks English, which zod imports directly
 // (zod/v4/classic/schemas.js `import en from "../locales/en.js"`), so that re-export resolves to
 // an empty module and `z.locales` is `{}` in dist/.
-// Refused rather than broken in production only: src/ asking for a locale (tests run src/, with them).
+// Refused rather than broken in production only: src/ asking for zod's locales (tests run src/,
+// where they exist): `z.locales.de()`, `core.locales`, `import { locales } from 'zod'`, 'zod/…/locales'.
+const usesZodLocales = /\.\s*locales\b|\{[^}]*\blocales\b[^}]*\}\s*from\s*['"]zod|['"]zod[^'"]*\/locales\b/
 for (const file of readdirSync(join(root, 'src'), { recursive: true }).filter((f) => f.endsWith('.ts'))) {
-  if (/\blocales\b/.test(readFileSync(join(root, 'src', file), 'utf8'))) throw new Error(`build: src/${file} uses zod's locales, which the bundle leaves out (zodLocalesOut)`)
+  const text = readFileSync(join(root, 'src', file), 'utf8')
+  const found = usesZodLocales.exec(text)
+  if (found) throw new Error(`build: src/${file}:${text.slice(0, found.index).split('\n').length} uses zod's locales, which the bundle leaves out (zodLocalesOut)`)
 }
 const zodLocalesOut = {
   name: 'zod-locales-out',
@@ -92,12 +96,13 @@ const serviceText = readFileSync(service, 'utf8').replace(/^#!/, '//')
 if (/\bimport\(/.test(serviceText)) throw new Error('build: dist/service.cjs has an import(): node:vm cannot load it (src/code-cache.ts); use require() or bundle the module')
 writeFileSync(service, serviceText)
 // The entry, dist/cli.js: runs service.cjs with the code cache (src/boot.ts).
-await build({
+const bootBuild = await build({
   ...common,
   entryPoints: ['src/boot.ts'],
   outfile: join(outdir, 'cli.js'),
   format: 'esm'
 })
+if (bootBuild.warnings.length > 0) throw new Error(`build: esbuild warned about src/boot.ts (${bootBuild.warnings.length}, above)`)
 chmodSync(join(outdir, 'cli.js'), 0o755)
 for (const file of readdirSync(outdir).filter((f) => /\.c?js$/.test(f))) {
   if (/[\u0100-\uffff]/.test(readFileSync(join(outdir, file), 'utf8'))) throw new Error(`build: ${file} has characters beyond Latin-1: V8 would hold it as UTF-16, twice the bytes`)

@@ -48,6 +48,9 @@ export function startedCodeCache (): CodeCache | undefined {
   return (globalThis as Record<symbol, CodeCache | undefined>)[CODE_CACHE_KEY]
 }
 
+// The wrapper of node's CommonJS loader, opened on the file's first line: the source map's lines stay right.
+const WRAP_HEAD = '(function (exports, require, module, __filename, __dirname) {'
+const WRAP_TAIL = '\n})'
 const PREFIX = 'service-'
 const SUFFIX = '.v8cache'
 const SUM_BYTES = 32
@@ -64,6 +67,18 @@ function nodeIdentity (): string {
   return JSON.stringify([process.versions, process.arch, binary.size, binary.mtimeMs])
 }
 
+/** A partial file of a process that is gone (it died while saving), by the pid in its name. */
+function abandonedPartial (name: string): boolean {
+  const pid = Number(/\.(\d+)\.partial$/.exec(name)?.[1])
+  if (!Number.isInteger(pid) || pid <= 0) return true
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH'
+  }
+}
+
 /** Null when DIR may hold the cache; else why not. */
 function unusableDirectory (dir: string): string | null {
   let info
@@ -73,7 +88,8 @@ function unusableDirectory (dir: string): string | null {
     return `cache directory ${dir}: ${(err as Error).message}`
   }
   if (!info.isDirectory()) return `cache directory ${dir} is not a directory`
-  if (info.uid !== process.getuid?.()) return `cache directory ${dir} belongs to uid ${info.uid}, not to this service (uid ${process.getuid?.()})`
+  // The effective uid: the one this process creates files as.
+  if (info.uid !== process.geteuid?.()) return `cache directory ${dir} belongs to uid ${info.uid}, not to this service (uid ${process.geteuid?.()})`
   if ((info.mode & 0o022) !== 0) return `cache directory ${dir} may be written by others (mode ${(info.mode & 0o777).toString(8)})`
   return null
 }
@@ -84,13 +100,20 @@ function unusableDirectory (dir: string): string | null {
  * happened. `cacheDir` undefined or '' turns the cache off; the file runs in every case.
  */
 export function runWithCodeCache (bundle: string, cacheDir: string | undefined): CodeCache {
-  // The wrapper of node's CommonJS loader, on the file's first line: the source map's lines stay right.
-  const source = `(function (exports, require, module, __filename, __dirname) {${readFileSync(bundle, 'utf8')}\n})`
+  const bytes = readFileSync(bundle)
+  const source = `${WRAP_HEAD}${bytes.toString('utf8')}${WRAP_TAIL}`
   let problem: string | null = null
   let file: string | null = null
   if (cacheDir !== undefined && cacheDir !== '') {
     problem = unusableDirectory(cacheDir)
-    if (problem === null) file = join(cacheDir, `${PREFIX}${sha256(source, nodeIdentity()).toString('hex').slice(0, 32)}${SUFFIX}`)
+    if (problem === null) {
+      try {
+        // The same text as `source`, hashed as bytes (≈ 3 ms less than re-encoding the string).
+        file = join(cacheDir, `${PREFIX}${sha256(WRAP_HEAD, bytes, WRAP_TAIL, nodeIdentity()).toString('hex').slice(0, 32)}${SUFFIX}`)
+      } catch (err) {
+        problem = `cannot tell which node runs (${process.execPath}): ${(err as Error).message}`
+      }
+    }
   }
   let cachedData: Buffer | undefined
   let damaged = false
@@ -132,13 +155,12 @@ export function runWithCodeCache (bundle: string, cacheDir: string | undefined):
         await rm(partial, { force: true })
         throw err
       }
-      // Older bundles' and nodes' files, and partial ones of a process that died while saving. A
-      // leftover only costs disk, so a failure here does not undo the save.
+      // Older bundles' and nodes' files, and partial ones of a process that died while saving (not
+      // of one still writing). A leftover only costs disk, so a failure here does not undo the save.
       const dir = dirname(file)
       for (const name of await readdir(dir).catch(() => [])) {
-        if (join(dir, name) !== file && name.startsWith(PREFIX) && (name.endsWith(SUFFIX) || name.endsWith('.partial'))) {
-          await rm(join(dir, name), { force: true }).catch(() => {})
-        }
+        const stale = name.endsWith('.partial') ? abandonedPartial(name) : name.endsWith(SUFFIX) && join(dir, name) !== file
+        if (name.startsWith(PREFIX) && stale) await rm(join(dir, name), { force: true }).catch(() => {})
       }
       return 'saved'
     }

@@ -104,6 +104,17 @@ t.test('a changed bundle of the same length gets its own cache; the old one goes
   t.same(cacheFiles(cacheDir), [next.file!.slice(cacheDir.length + 1)], 'then it is removed')
 })
 
+t.test('a save removes partial files of processes that are gone, not of one still writing', async (t) => {
+  const { bundle, cacheDir } = setup(t)
+  const gone = spawnSync('true').pid!
+  const writing = join(cacheDir, `service-${'a'.repeat(32)}.v8cache.${process.pid}.partial`)
+  const abandoned = join(cacheDir, `service-${'b'.repeat(32)}.v8cache.${gone}.partial`)
+  writeFileSync(writing, 'x')
+  writeFileSync(abandoned, 'x')
+  t.equal(start(t, bundle, cacheDir).saved, 'saved')
+  t.same(partials(cacheDir), [writing.slice(cacheDir.length + 1)], 'the living process\'s partial file stays, the dead one\'s is gone')
+})
+
 t.test('V8 itself checks only the length: the cache of another source of the same length would run as that source', async (t) => {
   // Why the file name carries the source's hash: this is what V8 does with a cache it is handed.
   const { bundle, cacheDir } = setup(t)

@@ -49,8 +49,14 @@ const HANG_MS = 60_000
 async function exitOrKill (child: ChildProcess, hangMs: number): Promise<[number | null, NodeJS.Signals | null]> {
   const timer = setTimeout(() => child.kill('SIGKILL'), hangMs)
   try {
-    // 'close', not 'exit': then output() holds every line the child wrote before it ended.
-    if (!closedChildren.has(child)) await once(child, 'close')
+    // 'close', not 'exit': then output() holds every line the child wrote before it ended. A
+    // grandchild still holding the pipes (tsx's esbuild) gets 5 s after the exit, then they are cut.
+    if (!closedChildren.has(child)) {
+      if (child.exitCode === null && child.signalCode === null) await once(child, 'exit')
+      const cut = setTimeout(() => { child.stdout?.destroy(); child.stderr?.destroy() }, 5000)
+      if (!closedChildren.has(child)) await once(child, 'close')
+      clearTimeout(cut)
+    }
     return [child.exitCode, child.signalCode]
   } finally {
     clearTimeout(timer)

@@ -369,7 +369,7 @@ t.test('a fleet of three hosts: Prometheus and Alertmanager tell the right alert
   }
   const early = received.filter((r) => r.status === 'resolved' && ![staleResolved, exhaustedResolved, stormResolved].includes(r) &&
     r.at < ({ KioskHeartbeatStale: resumedAt, KioskRevertsExhausted: resetAt, KioskRevertStorm: stormEndsEarliest } as Record<string, number>)[r.alertname]!)
-  // Why no storm for kiosk-a although the storm counts every reason: exhausted after one revert
+  // Why no storm for kiosk-a although the storm counts its hangs: exhausted after one revert
   // and the escalated one, 2 < 3. (With more reverts before giving up, as with the default
   // max_reverts 5, the storm warning comes first; alertmanager.yml then inhibits it by the
   // critical KioskRevertsExhausted of the same host and VM.)

@@ -71,6 +71,19 @@ t.test('a revert is counted by reason and outcome, with its duration', async (t)
   t.equal(m.get('kvw_revert_duration_seconds_sum{vm="test"}'), event.durationMs! / 1000)
 })
 
+t.test('kvw_reverts_started_total: a hang\'s revert counts as auto (the storm rule counts it)', async (t) => {
+  const { app, run } = await build(t, { config: { heartbeat_timeout: 5, startup_grace: 5 } })
+  const w = app.watchdogs.get('test')!
+  w.heartbeat({ seq: 1 })
+  t.equal(w.view().state, 'healthy')
+  const reverts: string[] = []
+  w.on('revert', (e) => { if (e.phase === 'start') reverts.push(e.source) })
+  await run(20_000, () => reverts.length > 0)
+  t.same(reverts, ['auto'], 'no heartbeat for heartbeat_timeout: an automatic revert')
+  const m = parse((await app.inject({ url: '/metrics' })).body)
+  t.same(['auto', 'guest', 'technician', 'schedule'].map((source) => m.get(`kvw_reverts_started_total{vm="test",source="${source}"}`)), [1, 0, 0, 0])
+})
+
 t.test('kvw_reverts_started_total: 0 before any revert, then one per revert however many attempts it takes, by source', async (t) => {
   const { app, run } = await build(t, { config: { revert_retry_initial: 1 } })
   const w = app.watchdogs.get('test')!
