@@ -4,10 +4,9 @@
 //   npm run bench:floor [-- --runs 3] [--settle 5]
 // Needs libvirt.so.0 (Debian's libvirt0) and the npm modules (koffi). Prints numbers, no pass/fail.
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { REPO_ROOT } from '../harness/service.ts'
-import { benchArgs, loadNote } from './lib.ts'
+import { benchArgs, loadNote, statusKiB } from './lib.ts'
 
 const args = benchArgs(3, { settle: { type: 'string' } })
 const settleS = Number(args.values.settle ?? 5)
@@ -24,12 +23,6 @@ const STEPS: Array<{ label: string, code: string }> = [
   { label: '+ an Intl time zone (config check, schedule, availability)', code: `${KOFFI_LIBVIRT}\n${INTL_ZONE}` }
 ]
 
-function statusKiB (pid: number): Record<'VmRSS' | 'RssAnon' | 'RssFile', number> {
-  const text = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN)
-  return { VmRSS: field('VmRSS'), RssAnon: field('RssAnon'), RssFile: field('RssFile') }
-}
-
 async function measure (code: string): Promise<Record<'VmRSS' | 'RssAnon' | 'RssFile', number>> {
   const program = `${code}\nconsole.log('ready')\nsetInterval(() => {}, 60_000)`
   // From the checkout, so that `import 'koffi'` finds node_modules/.
@@ -43,7 +36,8 @@ async function measure (code: string): Promise<Record<'VmRSS' | 'RssAnon' | 'Rss
       await sleep(20)
     }
     await sleep(settleS * 1000)
-    return statusKiB(child.pid!)
+    const pid = child.pid!
+    return { VmRSS: statusKiB(pid, 'VmRSS'), RssAnon: statusKiB(pid, 'RssAnon'), RssFile: statusKiB(pid, 'RssFile') }
   } finally {
     child.kill('SIGTERM')
   }

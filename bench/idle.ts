@@ -9,25 +9,13 @@ import { execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { sleep } from '../harness/guest.ts'
 import { ServiceRig } from '../harness/service.ts'
-import { benchArgs, loadNote, serviceEntry, stats } from './lib.ts'
+import { benchArgs, cpuTicks, loadNote, serviceEntry, stats, statusKiB } from './lib.ts'
 
 const args = benchArgs(1, { seconds: { type: 'string' } })
 const seconds = args.values.seconds === undefined ? 60 : Number(args.values.seconds)
 if (!(seconds >= 5 && seconds <= 3600)) throw new Error(`--seconds must be 5..3600, got ${String(args.values.seconds)}`)
 const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
 
-/** utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat; the name may hold spaces). */
-function cpuTicks (pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return Number(fields[11]) + Number(fields[12])
-}
-
-/** A /proc/PID/status field in KiB: VmRSS (all resident), RssAnon (private: heap, stacks), RssFile (mapped files: node's own binary, shared libraries). */
-function statusKiB (pid: number, field: 'VmRSS' | 'RssAnon' | 'RssFile'): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return m ? Number(m[1]) : 0
-}
 const rssKiB = (pid: number) => statusKiB(pid, 'VmRSS')
 
 /** PIDs whose parent is PID, recursively. */

@@ -1,11 +1,27 @@
 // Shared by the benchmarks: statistics, argument parsing, which service build to run.
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { REPO_ROOT, type ServiceProcess } from '../harness/service.ts'
 
 export interface Stats { n: number, median: number, p95: number, max: number, min: number, mean: number }
+
+/** utime + stime of PID in clock ticks (fields 14 and 15 of /proc/PID/stat; the name may hold spaces). */
+export function cpuTicks (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return Number(fields[11]) + Number(fields[12])
+}
+
+/** Clock ticks per second of /proc/PID/stat (USER_HZ on Linux). */
+export const CLK_TCK = 100
+
+/** A /proc/PID/status field in KiB: VmRSS (all resident), RssAnon (private: heap, stacks), RssFile (mapped files: node's own binary, shared libraries). */
+export function statusKiB (pid: number, field: 'VmRSS' | 'RssAnon' | 'RssFile'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m ? Number(m[1]) : 0
+}
 
 /** Nearest-rank statistics of SAMPLES (ms or any unit). */
 export function stats (samples: readonly number[]): Stats {

@@ -10,7 +10,6 @@
 //   npm run bench:scale -- [--n 1,10,50,200] [--seconds 40] [--timeout 5] [--seed 1] [--check-interval 5] [--stop-percent 1] [--schedule] [--dist] [--profile DIR]
 // The first half of each window is heartbeats only (CPU per heartbeat); the second half also
 // polls /status and /vms (each 5 times a second, one at a time) for their latency.
-import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { Agent, request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -18,7 +17,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { mulberry32 } from '../harness/prng.ts'
 import { freePort, removeServiceConfig, startService, writeServiceConfig, type ServiceProcess } from '../harness/service.ts'
-import { benchArgs, benchVmName as vmName, loadNote, reportFailure, serviceEntry, testDriverNodeXml } from './lib.ts'
+import { benchArgs, benchVmName as vmName, CLK_TCK, cpuTicks, loadNote, reportFailure, serviceEntry, statusKiB, testDriverNodeXml } from './lib.ts'
 
 const args = benchArgs(1, { n: { type: 'string' }, seconds: { type: 'string' }, timeout: { type: 'string' }, seed: { type: 'string' }, profile: { type: 'string' }, 'check-interval': { type: 'string' }, 'stop-percent': { type: 'string' }, schedule: { type: 'boolean' } })
 // The share of VMs that stop beating (at least one): 1 % as the issue asks; more for a firmer p99 of the lag.
@@ -39,17 +38,6 @@ if (!(Number.isInteger(timeoutS) && timeoutS >= 1 && 3 * timeoutS < seconds)) th
 if (!Number.isInteger(seed)) throw new Error(`--seed must be a whole number, got ${String(args.values.seed)}`)
 
 const WARMUP_MS = 3000
-const CLK_TCK = 100 // USER_HZ on Linux
-
-function cpuTicks (pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return Number(fields[11]) + Number(fields[12])
-}
-function statusKiB (pid: number, field: 'VmRSS' | 'RssAnon'): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return m ? Number(m[1]) : 0
-}
 
 /** Nearest-rank quantile. */
 function q (samples: readonly number[], p: number): number {

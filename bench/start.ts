@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort, REPO_ROOT, removeServiceConfig, writeServiceConfig } from '../harness/service.ts'
-import { benchArgs, describe, loadNote, serviceEntry, stats } from './lib.ts'
+import { benchArgs, CLK_TCK, cpuTicks, describe, loadNote, serviceEntry, stats, statusKiB } from './lib.ts'
 
 const args = benchArgs(7, { idle: { type: 'string' }, 'node-flags': { type: 'string' }, 'service-root': { type: 'string' }, 'code-cache': { type: 'string' } })
 // --service-root DIR: start the service of another tree (e.g. an older build, with its package.json
@@ -30,16 +30,8 @@ const cacheDir = codeCacheOn ? mkdtempSync(join(tmpdir(), 'kvw-bench-code-cache-
 process.on('exit', () => { if (cacheDir !== null) rmSync(cacheDir, { recursive: true, force: true }) })
 if (!(idleS >= 1 && idleS <= 600)) throw new Error(`--idle must be 1..600 s, got ${String(args.values.idle)}`)
 
-function statusKiB (pid: number, field: 'VmRSS' | 'RssAnon' | 'RssFile'): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return m ? Number(m[1]) : 0
-}
 /** CPU time (user + system, ms) PID has used: on a busy machine the wall time to answer stretches, this much less. */
-function cpuMs (pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10 // USER_HZ 100
-}
+const cpuMs = (pid: number): number => cpuTicks(pid) * 1000 / CLK_TCK
 
 /** Proportional set size (shared pages divided among their users), from smaps_rollup. */
 function pssKiB (pid: number): number {
