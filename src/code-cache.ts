@@ -8,16 +8,17 @@
 //   compiled and of the node binary (version, build, file), so another bundle never finds it.
 // - V8 (release builds) does not checksum the data: a damaged file can crash the process before
 //   its first log line, at every start. Each file starts with the SHA-256 of its data, checked
-//   before V8 sees it, and is written with fsync then renamed into place.
+//   before V8 sees it, and is written whole or not at all (the store's replaceFile).
 // - Only a directory of this user's that no one else may write is used (systemd's CacheDirectory=,
 //   mode 0700): bytecode found there runs as this service.
 import { createHash } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
-import { open, readdir, rename, rm } from 'node:fs/promises'
+import { readdir, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { Script } from 'node:vm'
 import type { Log, TimerPort } from './ports/index.ts'
+import { REPLACE_TMP, replaceFile } from './store/fs.ts'
 
 /**
  * What this start did: `used` (the saved bytecode was accepted), `missing` (none saved yet for
@@ -67,9 +68,9 @@ function nodeIdentity (): string {
   return JSON.stringify([process.versions, process.arch, binary.size, binary.mtimeMs])
 }
 
-/** A partial file of a process that is gone (it died while saving), by the pid in its name. */
+/** A temporary file of replaceFile's whose process is gone (it died while saving), by the pid in its name. */
 function abandonedPartial (name: string): boolean {
-  const pid = Number(/\.(\d+)\.partial$/.exec(name)?.[1])
+  const pid = Number(REPLACE_TMP.exec(name)?.[1])
   if (!Number.isInteger(pid) || pid <= 0) return true
   try {
     process.kill(pid, 0)
@@ -141,25 +142,12 @@ export function runWithCodeCache (bundle: string, cacheDir: string | undefined):
     async save () {
       if (file === null || state === 'used') return 'unchanged'
       const data = script.createCachedData()
-      const partial = `${file}.${process.pid}.partial`
-      try {
-        const out = await open(partial, 'w', 0o600)
-        try {
-          await out.writeFile(Buffer.concat([sha256(data), data]))
-          await out.sync()
-        } finally {
-          await out.close()
-        }
-        await rename(partial, file)
-      } catch (err) {
-        await rm(partial, { force: true })
-        throw err
-      }
+      await replaceFile(file, Buffer.concat([sha256(data), data]), 0o600)
       // Older bundles' and nodes' files, and partial ones of a process that died while saving (not
       // of one still writing). A leftover only costs disk, so a failure here does not undo the save.
       const dir = dirname(file)
       for (const name of await readdir(dir).catch(() => [])) {
-        const stale = name.endsWith('.partial') ? abandonedPartial(name) : name.endsWith(SUFFIX) && join(dir, name) !== file
+        const stale = REPLACE_TMP.test(name) ? abandonedPartial(name) : name.endsWith(SUFFIX) && join(dir, name) !== file
         if (name.startsWith(PREFIX) && stale) await rm(join(dir, name), { force: true }).catch(() => {})
       }
       return 'saved'

@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process'
 import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CODE_CACHE_KEY, runWithCodeCache, scheduleCodeCacheSave, startedCodeCache, type CodeCache, type CodeCacheState } from '../src/code-cache.ts'
+import { REPLACE_TMP } from '../src/store/fs.ts'
 import { FakeClock } from './helpers/fake-clock.ts'
 
 interface Report { filename: string, dirname: string, sibling: string, strict: boolean, handleState: string | undefined, answer: number }
@@ -56,7 +57,8 @@ console.log(JSON.stringify({ state: handle.state, problem: handle.problem, file:
 }
 
 const cacheFiles = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.v8cache')).sort()
-const partials = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.partial'))
+/** replaceFile's temporary files (TARGET.tmp-PID-N). */
+const partials = (dir: string): string[] => readdirSync(dir).filter((f) => REPLACE_TMP.test(f))
 
 t.test('runs the file as node\'s CommonJS loader would, and leaves the handle before it runs', async (t) => {
   const { dir, bundle } = setup(t)
@@ -107,8 +109,8 @@ t.test('a changed bundle of the same length gets its own cache; the old one goes
 t.test('a save removes partial files of processes that are gone, not of one still writing', async (t) => {
   const { bundle, cacheDir } = setup(t)
   const gone = spawnSync('true').pid!
-  const writing = join(cacheDir, `service-${'a'.repeat(32)}.v8cache.${process.pid}.partial`)
-  const abandoned = join(cacheDir, `service-${'b'.repeat(32)}.v8cache.${gone}.partial`)
+  const writing = join(cacheDir, `service-${'a'.repeat(32)}.v8cache.tmp-${process.pid}-1`)
+  const abandoned = join(cacheDir, `service-${'b'.repeat(32)}.v8cache.tmp-${gone}-1`)
   writeFileSync(writing, 'x')
   writeFileSync(abandoned, 'x')
   t.equal(start(t, bundle, cacheDir).saved, 'saved')

@@ -13,9 +13,9 @@ const LAYERS = [
   ['routes'],
   ['plugins'],
   ['doctor'],
-  ['heartbeat', 'snapshot', 'alerts', 'availability'],
+  ['heartbeat', 'snapshot', 'alerts', 'availability', 'code-cache.ts'],
   ['config'],
-  ['schedule', 'screen', 'store', 'systemd', 'code-cache.ts'],
+  ['schedule', 'screen', 'store', 'systemd'],
   ['libvirt'],
   ['ports', 'net', 'names.ts', 'limits.ts', 'errors.ts', 'version.ts']
 ]

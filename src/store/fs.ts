@@ -1,5 +1,5 @@
 // Small file-system helpers shared by the state files and the audit trail.
-import { mkdir, open } from 'node:fs/promises'
+import { mkdir, open, rename, unlink } from 'node:fs/promises'
 
 /** Anything the store cannot do on disk: names the path and what went wrong. */
 export class StoreError extends Error {
@@ -31,6 +31,33 @@ export async function ensureDir (dir: string, purpose: string): Promise<void> {
       ? 'a part of the path is a file, not a directory'
       : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EROFS' ? 'read-only file system' : String(err)
     throw new StoreError(`cannot create the directory ${dir} for ${purpose}: ${why} (check data_dir)`, dir, { cause: err })
+  }
+}
+
+let tmpCounter = 0
+
+/** The temporary file `replaceFile` writes before the rename: TARGET.tmp-PID-N. */
+export const REPLACE_TMP = /\.tmp-(\d+)-\d+$/
+
+/**
+ * Replaces `target` with `data` whole or not at all: a temporary file beside it (REPLACE_TMP),
+ * fsync, rename; the temporary file is removed when a step fails, and the error rethrown. The
+ * caller fsyncs the directory when the rename itself must survive a power cut.
+ */
+export async function replaceFile (target: string, data: string | Buffer, mode: number): Promise<void> {
+  const tmp = `${target}.tmp-${process.pid}-${++tmpCounter}`
+  try {
+    const handle = await open(tmp, 'w', mode)
+    try {
+      await handle.writeFile(data)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(tmp, target)
+  } catch (err) {
+    await unlink(tmp).catch(() => {})
+    throw err
   }
 }
 

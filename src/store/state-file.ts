@@ -2,10 +2,10 @@
 // leaves either the old or the new document, never a mix: write a temporary file, fsync it,
 // rename it over the old one, fsync the directory. The previous document is kept as `.bak`,
 // written the same way, so a file damaged by hand or by a broken disk still leaves one good copy.
-import { readFile, rename, open, unlink, stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { silentLog, type Log } from '../ports/index.ts'
-import { StoreError, ensureDir, errnoOf, fsyncDir } from './fs.ts'
+import { StoreError, ensureDir, errnoOf, fsyncDir, replaceFile } from './fs.ts'
 
 export interface StateFileOptions<T> {
   log?: Pick<Log, 'warn'>
@@ -165,22 +165,11 @@ async function notADirectory (dir: string): Promise<string | null> {
   }
 }
 
-let tmpCounter = 0
-
-/** temp file + fsync + rename; the caller fsyncs the directory. */
+/** replaceFile, its failure a StoreError in a technician's words; the caller fsyncs the directory. */
 async function writeAtomically (target: string, text: string): Promise<void> {
-  const tmp = `${target}.tmp-${process.pid}-${++tmpCounter}`
   try {
-    const handle = await open(tmp, 'w', 0o644)
-    try {
-      await handle.writeFile(text, 'utf8')
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(tmp, target)
+    await replaceFile(target, text, 0o644)
   } catch (err) {
-    await unlink(tmp).catch(() => {})
     const code = errnoOf(err)
     throw new StoreError(`cannot write ${target}: ${code === 'ENOSPC' ? 'disk full' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EROFS' ? 'read-only file system' : code ?? String(err)}`, target, { cause: err })
   }
