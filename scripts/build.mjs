@@ -23,7 +23,7 @@ const external = [
   '@fastify/swagger-ui', // serves its static/ directory, found by __dirname
   '@fastify/static', // swagger-ui's own dependency: one copy for it and the dashboard
   '@fastify/swagger', 'yaml', // reads its package.json by __dirname; yaml: one copy shared with it
-  'node-cron' // its background-task daemon file, found from import.meta.url
+  'node-cron' // its background-task daemon file, found beside its own (__filename in the CommonJS build)
 ]
 // scripts/install.sh ships the production dependencies only: an external must be one of them.
 const { dependencies } = JSON.parse(readFileSync(`${root}package.json`, 'utf8'))
